@@ -1,0 +1,57 @@
+"""The explicit backend registry: name -> loader. Backends load lazily, once per process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings
+
+
+def _load_blip2(options: BackendOptions) -> Backend:
+    from vqa_chat.backends.blip2 import Blip2Backend
+
+    return Blip2Backend.load(options)
+
+
+def _load_custom(options: BackendOptions) -> Backend:
+    from vqa_chat.backends.custom import CustomBackend
+
+    return CustomBackend.load(options)
+
+
+REGISTRY: dict[str, Callable[[BackendOptions], Backend]] = {
+    "blip2": _load_blip2,
+    "custom": _load_custom,
+}
+
+_loaded: dict[str, Backend] = {}
+_options: dict[str, BackendOptions] = {}
+_lock = threading.Lock()
+
+
+def configure(name: str, options: BackendOptions) -> None:
+    """Set the options `get_backend(name)` loads with (CLI flags, app flags, environment)."""
+    _options[name] = options
+
+
+def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
+    """The process-wide instance of backend `name`, loading it on first use (thread-safe).
+
+    A failed load raises and is not cached, so a later call can try again.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown backend {name!r}; choose one of {sorted(REGISTRY)}")
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = REGISTRY[name](options or _options.get(name) or BackendOptions())
+        return _loaded[name]
+
+
+def set_backend(name: str, backend: Backend) -> None:
+    """Install an already-built backend (tests, or an app that loaded it eagerly)."""
+    with _lock:
+        _loaded[name] = backend
+
+
+__all__ = ["REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "set_backend"]

@@ -1,0 +1,72 @@
+"""The backend interface every model behind the chat implements.
+
+A backend turns an image into "image tokens" (embeddings in its language model's input space) once, and
+then answers any number of text prompts about that image by generating after
+`[image tokens][prompt tokens]`. BLIP-2 and our custom Q-Former model both have exactly this shape, so
+the app, the CLI and the evaluator talk to them the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 40  # answer length cap, in tokens
+    do_sample: bool = False  # False = greedy (deterministic); True = temperature / top-p sampling
+    temperature: float = 0.7  # sampling temperature (only with do_sample)
+    top_p: float = 0.9  # nucleus sampling mass (only with do_sample)
+    num_beams: int = 1  # beam search width; >1 disables token streaming granularity but still works
+    repetition_penalty: float = 1.15  # ours: discourages "a hat on top of a hat on top of..."
+    no_repeat_ngram_size: int = 3  # ours: forbids repeating any 3-gram
+    plain: bool = False  # True = none of our adjustments: exactly transformers' greedy generate
+
+
+@dataclass
+class BackendOptions:
+    model: str | None = None  # hub id or local folder; None = the backend's default
+    device: str | None = None  # "cuda", "cuda:1", "cpu"; None = CUDA when present, else CPU
+    dtype: str | None = None  # "float16", "bfloat16", "float32"; None = fp16/bf16 on GPU, fp32 on CPU
+    quantize: str | None = None  # None, "8bit" or "4bit" (bitsandbytes; GPU only)
+
+
+class Backend(ABC):
+    """A loaded model that answers prompts about images. One instance is shared by all sessions."""
+
+    name: str = ""  # registry key, e.g. "blip2"
+    context_length: int = 2048  # tokens the language model accepts, image tokens included
+
+    @abstractmethod
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        """Run the vision side once: returns image tokens [1, Q, D] in the LM's embedding space."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Number of LM tokens `text` takes as a prompt (used to fit the conversation in context)."""
+
+    @abstractmethod
+    def stream(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set."""
+
+    def generate(self, image_embeds: torch.Tensor, prompt: str, settings: GenerationSettings) -> str:
+        """The whole answer at once (same text as joining `stream`)."""
+        return "".join(self.stream(image_embeds, prompt, settings)).strip()
+
+    def generate_batch(
+        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    ) -> list[str]:
+        """Answer many (image, prompt) pairs; backends override this with real batching."""
+        return [self.generate(self.encode_image(im), p, settings) for im, p in zip(images, prompts)]
