@@ -54,4 +54,6 @@ def set_backend(name: str, backend: Backend) -> None:
         _loaded[name] = backend
 
 
-__all__ = ["REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "set_backend"]
+__all__ = [
+    "REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "set_backend",
+]  # fmt: skip

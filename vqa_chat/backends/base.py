@@ -37,11 +37,41 @@ class BackendOptions:
     quantize: str | None = None  # None, "8bit" or "4bit" (bitsandbytes; GPU only)
 
 
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; str(error) is a user-readable explanation."""
+
+
+def resolve_device(options: BackendOptions) -> tuple[str, torch.dtype]:
+    """(device, dtype): CUDA with fp16 when present (bf16 if asked for), CPU with fp32 otherwise."""
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = device.startswith("cuda")
+    if on_gpu and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device {device!r} was requested, but no CUDA GPU is available here.")
+    if options.dtype is not None and options.dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown dtype {options.dtype!r}; choose one of {sorted(DTYPES)}.")
+    dtype = DTYPES[options.dtype] if options.dtype else (torch.float16 if on_gpu else torch.float32)
+    if dtype == torch.bfloat16 and on_gpu and not torch.cuda.is_bf16_supported():
+        raise ModelLoadError("This GPU does not support bfloat16; use --dtype float16.")
+    if options.quantize is not None:
+        if options.quantize not in ("8bit", "4bit"):
+            raise ModelLoadError(f"Unknown quantization {options.quantize!r}; choose 8bit or 4bit.")
+        if not on_gpu:
+            raise ModelLoadError(
+                f"{options.quantize} quantization (bitsandbytes) needs a CUDA GPU; this run is on the CPU. "
+                "Drop the quantize option to run in full precision on the CPU."
+            )
+    return device, dtype
+
+
 class Backend(ABC):
     """A loaded model that answers prompts about images. One instance is shared by all sessions."""
 
     name: str = ""  # registry key, e.g. "blip2"
     context_length: int = 2048  # tokens the language model accepts, image tokens included
+    num_image_tokens: int = 0  # LM positions the image takes in every prompt
 
     @abstractmethod
     def encode_image(self, image: Image.Image) -> torch.Tensor:

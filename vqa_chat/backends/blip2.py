@@ -1,0 +1,154 @@
+"""BLIP-2 (Hugging Face transformers) behind the backend interface.
+
+The image goes through vision encoder -> Q-Former -> language projection once (`encode_image`), giving
+`num_query_tokens` image tokens [1, Q, D]. Every prompt is then answered by the OPT / causal language model
+from `[image tokens][BOS + prompt tokens]`: exactly what `Blip2Processor` + `Blip2ForConditionalGeneration.
+generate` build (the processor puts Q `<image>` placeholders before BOS and the model swaps in the image
+tokens), without re-running the vision side on follow-up turns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
+
+from vqa_chat import generation
+from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+
+DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
+MODEL_ENV = "VQA_CHAT_BLIP2_MODEL"
+def _check_source(model_id: str) -> None:
+    """An id that can only be a local folder (hub ids are `org/name`) must exist: fail fast, no hub call."""
+    looks_local = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+    if looks_local and not Path(model_id).expanduser().exists():
+        raise ModelLoadError(f"Could not load BLIP-2: the model folder {model_id!r} does not exist.")
+
+
+class Blip2Backend(Backend):
+    """One loaded BLIP-2, shared by all sessions (inference only reads weights: concurrent calls are safe)."""
+
+    name = "blip2"
+
+    def __init__(self, model: Blip2ForConditionalGeneration, processor: Blip2Processor, model_id: str = ""):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.model_id = model_id
+        self.num_image_tokens = model.config.num_query_tokens
+        text_config = model.config.text_config  # OPT: 2048 positions
+        self.context_length = getattr(text_config, "max_position_embeddings", None) or self.context_length
+
+    @classmethod
+    def load(cls, options: BackendOptions) -> Blip2Backend:
+        """Load from a hub id or local folder: `options.model`, else $VQA_CHAT_BLIP2_MODEL, else the default.
+
+        Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline).
+        """
+        model_id = options.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        device, dtype = resolve_device(options)
+        _check_source(model_id)
+        kwargs = {"dtype": dtype}
+        if device.startswith("cuda"):  # accelerate places the weights
+            kwargs["device_map"] = "auto" if device == "cuda" else {"": device}
+        if options.quantize == "8bit":
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        elif options.quantize == "4bit":
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+            kwargs["quantization_config"] = quant
+        try:
+            processor = Blip2Processor.from_pretrained(model_id)
+            model = Blip2ForConditionalGeneration.from_pretrained(model_id, **kwargs)
+        except Exception as e:
+            raise ModelLoadError(_load_error_message(model_id, e)) from e
+        if "device_map" not in kwargs:
+            model = model.to(device)
+        return cls(model, processor, model_id)
+
+    # ---- the vision side, once per image ----
+
+    @generation.on_gpu
+    @torch.no_grad()
+    def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """Image tokens [B, Q, D] for a list of RGB images (vision encoder + Q-Former + projection)."""
+        m = self.model
+        weight = m.vision_model.embeddings.patch_embedding.weight
+        pixels = self.processor.image_processor(images=images, return_tensors="pt").pixel_values
+        pixels = pixels.to(weight.device, weight.dtype)  # [B, 3, H, W]
+        patches = m.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state  # [B, N, Dv]
+        patch_mask = torch.ones(patches.shape[:-1], dtype=torch.long, device=patches.device)  # [B, N]
+        queries = m.query_tokens.expand(patches.shape[0], -1, -1)  # [B, Q, Dq]
+        query_out = m.qformer(
+            query_embeds=queries, encoder_hidden_states=patches, encoder_attention_mask=patch_mask
+        ).last_hidden_state  # [B, Q, Dq]
+        query_out = query_out.to(patches.dtype)  # the Q-Former may be kept in fp32
+        return m.language_projection(query_out)  # [B, Q, D]
+
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        return self.encode_images([image])  # [1, Q, D]
+
+    # ---- the language side, every turn ----
+
+    def count_tokens(self, text: str) -> int:
+        """Prompt tokens of `text`, BOS included (the image tokens come on top)."""
+        return len(self.tokenizer(text).input_ids)
+
+    def _prompt_embeds(self, image_embeds: torch.Tensor, prompt: str) -> tuple[torch.Tensor, list[int]]:
+        """[image tokens][BOS + prompt] embeddings [Q + P, D] and the prompt's token ids (P of them)."""
+        embed = self.model.get_input_embeddings()
+        ids = self.tokenizer(prompt).input_ids  # BOS first, like the processor
+        text = embed(torch.tensor(ids, device=embed.weight.device))  # [P, D]
+        image = image_embeds.reshape(-1, text.shape[-1]).to(text.device, text.dtype)  # [1, Q, D] -> [Q, D]
+        return torch.cat([image, text], dim=0), ids  # [Q + P, D]
+
+    def _fit(self, length: int, settings: GenerationSettings) -> None:
+        if length + settings.max_new_tokens > self.context_length:
+            raise ValueError(
+                f"The prompt ({length} tokens with the image) plus {settings.max_new_tokens} new tokens does "
+                f"not fit in the model's context of {self.context_length} tokens."
+            )
+
+    def stream(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        with torch.no_grad():
+            embeds, ids = self._prompt_embeds(image_embeds, prompt)  # [T, D]
+        self._fit(embeds.shape[0], settings)
+        mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
+        yield from generation.stream_generate(
+            self.model.language_model, self.tokenizer, embeds[None], mask, settings, stop, prompt_ids=ids
+        )
+
+    def generate_batch(
+        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    ) -> list[str]:
+        """Answers for (image, prompt) pairs in one batch: one vision pass, one left-padded `generate`."""
+        image_embeds = self.encode_images(images)  # [B, Q, D]
+        with torch.no_grad():
+            pairs = [self._prompt_embeds(im[None], p) for im, p in zip(image_embeds, prompts, strict=True)]
+        for embeds, _ in pairs:
+            self._fit(embeds.shape[0], settings)
+        embeds, mask = generation.left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]
+        return generation.generate_batch(
+            self.model.language_model, self.tokenizer, embeds, mask, settings, [ids for _, ids in pairs]
+        )
+
+
+def _load_error_message(model_id: str, error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return f"Could not load BLIP-2 {model_id!r}: not enough memory (try 8bit on a GPU). ({detail})"
+    return (
+        f"Could not load BLIP-2 {model_id!r}: it is not a local model folder and the Hugging Face hub is not "
+        f"reachable (offline?). Download it once with network access, or set {MODEL_ENV} to a local model "
+        f"folder. ({detail})"
+    )

@@ -1,0 +1,103 @@
+"""Our own Q-Former VLM (vqa_chat.model) behind the backend interface.
+
+The frozen image encoder runs once per image (`encode_image` returns its patch tokens [1, N, C]); every
+turn then runs the small connector on those patches (with the question, when the Q-Former reads it) and
+streams the frozen LM's answer after `[image tokens][prompt tokens]`. Default model: the bundled one in
+assets/custom-model, which runs offline on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import BitsAndBytesConfig
+
+from vqa_chat import generation
+from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat.model.vision_language_model import VisionLanguageModel
+
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
+MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
+
+
+class CustomBackend(Backend):
+    name = "custom"
+
+    def __init__(self, model: VisionLanguageModel, model_id: str = ""):
+        self.model = model.eval()
+        self.tokenizer = model.tokenizer
+        self.model_id = model_id
+        cfg = model.cfg
+        self.num_image_tokens = cfg.mp_num_queries if cfg.mp_type == "qformer" else cfg.vit_grid**2
+        self.context_length = getattr(model.lm.config, "max_position_embeddings", None) or self.context_length
+
+    @classmethod
+    def load(cls, options: BackendOptions) -> CustomBackend:
+        model_id = options.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        device, dtype = resolve_device(options)
+        if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
+            raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
+        kwargs = {}
+        if options.quantize:
+            bits = {"load_in_8bit": True} if options.quantize == "8bit" else {"load_in_4bit": True}
+            kwargs = {"quantization_config": BitsAndBytesConfig(**bits), "device_map": {"": device}}
+        try:
+            model = VisionLanguageModel.from_pretrained(model_id, device, dtype, **kwargs)
+        except Exception as e:
+            raise ModelLoadError(f"Could not load the custom model {model_id!r}: {e}") from e
+        return cls(model, model_id)
+
+    @torch.no_grad()
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        return self.model.vision.encode([image])  # [1, N, C] patch tokens, reused on every turn
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text).input_ids)
+
+    @torch.no_grad()
+    def inputs(self, patches: torch.Tensor, prompts: list[str]):
+        """LM inputs for B images and prompts: embeds [B, T, D], mask [B, T], prompt ids per row."""
+        self.tokenizer.padding_side = "left"
+        text = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        image, _ = self.model.image_tokens(patches.to(self.model.device), text.input_ids, text.attention_mask)
+        embeds, mask = self.model.lm_inputs(image, text.input_ids, text.attention_mask)
+        ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
+        return embeds, mask, ids
+
+    def stream(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        embeds, mask, ids = self.inputs(image_embeds, [prompt])
+        yield from generation.stream_generate(
+            self.model.lm, self.tokenizer, embeds, mask, settings, stop, ids[0]
+        )
+
+    def generate_batch(
+        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    ) -> list[str]:
+        with torch.no_grad():
+            patches = self.model.vision.encode(images)  # [B, N, C]
+        embeds, mask, ids = self.inputs(patches, prompts)
+        return generation.generate_batch(self.model.lm, self.tokenizer, embeds, mask, settings, ids)
+
+    @torch.no_grad()
+    def attention_map(self, patches: torch.Tensor, prompt: str) -> torch.Tensor | None:
+        """Where the Q-Former looked for this prompt: weights over the patch grid [grid, grid], or None."""
+        self.tokenizer.padding_side = "left"
+        text = self.tokenizer([prompt], return_tensors="pt").to(self.model.device)
+        _, attention = self.model.image_tokens(
+            patches.to(self.model.device), text.input_ids, text.attention_mask, return_attention=True
+        )
+        if attention is None:
+            return None
+        grid = self.model.cfg.vit_grid
+        return attention[0].reshape(grid, grid).float().cpu()  # [N] -> [grid, grid]

@@ -1,0 +1,62 @@
+"""Answer one question about one image from the command line.
+
+    python -m vqa_chat.cli --backend blip2 --image photo.jpg --question "What is on the table?"
+
+Greedy decoding by default, so the answer is deterministic. `--plain` turns off all our generation
+adjustments: the answer is then exactly transformers' greedy `generate` (whitespace stripped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vqa_chat.backends import REGISTRY, BackendOptions, GenerationSettings, configure, get_backend
+from vqa_chat.images import ImageError, load_image
+from vqa_chat.prompts import load_prompt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vqa_chat.cli", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=sorted(REGISTRY), default="blip2", help="which model answers")
+    p.add_argument("--model", help="hub id or local folder (default: the backend's default)")
+    p.add_argument("--image", required=True, help="path of the image")
+    p.add_argument("--question", required=True, help="the question about the image")
+    p.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    p.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes quantization (CUDA only)")
+    p.add_argument("--plain", action="store_true", help="exactly transformers' greedy generate, no tweaks")
+    p.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = greedy)")
+    p.add_argument("--device", help='"cuda", "cuda:1" or "cpu" (default: CUDA when present)')
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 GPU, fp32 CPU")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    question = " ".join(args.question.split())
+    if not question:
+        print("error: the question is empty", file=sys.stderr)
+        return 2
+    try:
+        image = load_image(args.image)
+    except ImageError as e:
+        print(f"error: {args.image}: {e}", file=sys.stderr)
+        return 1
+    options = BackendOptions(model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    configure(args.backend, options)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, plain=args.plain
+    )  # greedy: do_sample stays False
+    prompt = load_prompt("question").format(question=question)
+    try:
+        backend = get_backend(args.backend)
+        answer = backend.generate(backend.encode_image(image), prompt, settings)
+    except Exception as e:  # load failures (offline, memory) and too-long prompts explain themselves
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

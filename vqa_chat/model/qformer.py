@@ -1,0 +1,107 @@
+"""The Q-Former connector (BLIP-2): learned queries read the frozen image through cross-attention.
+
+Queries attend to each other (and, InstructBLIP-style, to the question's tokens) in every block, and to
+the image patch tokens in every `mp_cross_every`-th block. Their outputs are projected into the LM's
+embedding space and become the image tokens the frozen LM reads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vqa_chat.model.config import VLMConfig
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x, context, mask=None, return_weights=False):
+        B, T, D = x.shape
+        S, H = context.shape[1], self.heads
+        q = self.q(x).view(B, T, H, D // H).transpose(1, 2)  # [B, H, T, d]
+        k = self.k(context).view(B, S, H, D // H).transpose(1, 2)  # [B, H, S, d]
+        v = self.v(context).view(B, S, H, D // H).transpose(1, 2)  # [B, H, S, d]
+        bias = None if mask is None else (~mask[:, None, None, :]).float() * torch.finfo(q.dtype).min
+        if return_weights:
+            scores = q @ k.transpose(-1, -2) / (D // H) ** 0.5  # [B, H, T, S]
+            weights = (scores if bias is None else scores + bias).softmax(-1)
+            y = weights @ v  # [B, H, T, d]
+        else:
+            drop = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+            weights = None
+        y = y.transpose(1, 2).reshape(B, T, D)  # [B, T, D]
+        return self.out(y), weights
+
+
+class QFormerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float, cross: bool):
+        super().__init__()
+        self.ln1, self.self_attn = nn.LayerNorm(dim), Attention(dim, heads, dropout)
+        self.cross = cross
+        if cross:
+            self.ln2, self.cross_attn = nn.LayerNorm(dim), Attention(dim, heads, dropout)
+        self.ln3 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, x, image, n_queries, text_mask=None, return_weights=False):
+        # x: [B, Q + L, D] = queries followed by (optional) question tokens; image: [B, N, D]
+        mask = None
+        if text_mask is not None:
+            q_mask = torch.ones(x.shape[0], n_queries, dtype=torch.bool, device=x.device)
+            mask = torch.cat([q_mask, text_mask.bool()], dim=1)  # [B, Q + L]
+        h = self.ln1(x)
+        x = x + self.self_attn(h, h, mask)[0]
+        weights = None
+        if self.cross:  # only the queries look at the image
+            q = x[:, :n_queries]
+            y, weights = self.cross_attn(self.ln2(q), image, return_weights=return_weights)
+            x = torch.cat([q + y, x[:, n_queries:]], dim=1)
+        x = x + self.mlp(self.ln3(x))
+        return x, weights
+
+
+class QFormer(nn.Module):
+    def __init__(self, cfg: VLMConfig):
+        super().__init__()
+        D = cfg.mp_hidden
+        self.queries = nn.Parameter(torch.randn(1, cfg.mp_num_queries, D) * 0.02)
+        self.image_in = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
+        self.text_in = nn.Linear(cfg.lm_dim, D) if cfg.mp_question else None
+        self.blocks = nn.ModuleList(
+            QFormerBlock(D, cfg.mp_heads, cfg.mp_dropout, cross=i % cfg.mp_cross_every == 0)
+            for i in range(cfg.mp_layers)
+        )
+        self.ln_out = nn.LayerNorm(D)
+        self.proj = nn.Linear(D, cfg.lm_dim)
+
+    def forward(self, image, text=None, text_mask=None, return_weights=False):
+        """image: [B, N, C] patch tokens; text: [B, L, lm_dim] question embeddings (or None).
+
+        Returns image tokens for the LM [B, Q, lm_dim] and, if asked, the cross-attention of the queries
+        over the patches averaged over heads, layers and queries [B, N].
+        """
+        B, n_queries = image.shape[0], self.queries.shape[1]
+        image = self.image_in(image)  # [B, N, D]
+        x = self.queries.expand(B, -1, -1)  # [B, Q, D]
+        if self.text_in is not None and text is not None:
+            x = torch.cat([x, self.text_in(text)], dim=1)  # [B, Q + L, D]
+        else:
+            text_mask = None
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x, image, n_queries, text_mask, return_weights)
+            if weights is not None:
+                maps.append(weights.mean(dim=(1, 2)))  # [B, N]
+        out = self.proj(self.ln_out(x[:, :n_queries]))  # [B, Q, lm_dim]
+        attention = torch.stack(maps).mean(0) if maps else None  # [B, N]
+        return out, attention

@@ -1,0 +1,141 @@
+"""Our vision-language model: frozen image encoder -> trained connector -> frozen causal LM.
+
+    image --VisionEncoder--> patches [B, N, C] --connector--> image tokens [B, Q, D]
+    LM input = [image tokens][prompt tokens][answer tokens]; loss only on the answer tokens.
+
+A checkpoint holds only the trained parts (`model.safetensors`) and `config.json`, which also names the
+frozen parts and their sha256, so a folder of a few MB rebuilds the whole model.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from vqa_chat.model.config import VLMConfig
+from vqa_chat.model.language_model import load_language_model
+from vqa_chat.model.modality_projector import build_connector
+from vqa_chat.model.vision_encoder import VisionEncoder
+
+TEXT_TOKENS = 32  # the Q-Former sees at most the prompt's last 32 tokens (the current question)
+
+
+class VisionLanguageModel(nn.Module):
+    def __init__(
+        self, cfg: VLMConfig, device: str | torch.device = "cpu", lm_dtype=torch.float32, **lm_kwargs
+    ):
+        super().__init__()
+        self.vision = VisionEncoder(cfg).to(device)
+        self.lm, self.tokenizer, lm_sha = load_language_model(cfg.lm_source, lm_dtype, device, **lm_kwargs)
+        cfg.vit_dim, cfg.lm_dim = self.vision.dim, self.lm.config.hidden_size
+        for name, actual in (("vit_sha256", self.vision.sha256), ("lm_sha256", lm_sha)):
+            if getattr(cfg, name) and actual and getattr(cfg, name) != actual:
+                raise ValueError(
+                    f"{name}: this checkpoint was trained on other weights ({getattr(cfg, name)})"
+                )
+            setattr(cfg, name, getattr(cfg, name) or actual)
+        self.cfg = cfg
+        self.connector = build_connector(cfg).to(device)
+        if cfg.lm_lora_rank > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=cfg.lm_lora_rank, lora_alpha=2 * cfg.lm_lora_rank, target_modules=["q_proj", "v_proj"]
+            )
+            self.lm = get_peft_model(self.lm, lora)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.connector.parameters()).device
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)  # [B, T, D]
+
+    def image_tokens(self, patches, text_ids=None, text_mask=None, return_attention=False):
+        """patches [B, N, C] (+ the prompt's last tokens for the Q-Former) -> image tokens [B, Q, D], map."""
+        text = None
+        if self.cfg.mp_question and text_ids is not None:
+            text_ids, text_mask = text_ids[:, -TEXT_TOKENS:], text_mask[:, -TEXT_TOKENS:]
+            text = self.embed(text_ids).float()  # [B, L, D]
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        tokens, attention = self.connector(patches.float(), text, text_mask, return_attention)
+        return tokens.to(dtype), attention
+
+    def lm_inputs(self, image, ids, mask):
+        """[image tokens][text] with every row's padding moved to the front: (embeds, attention mask)."""
+        embeds = torch.cat([image, self.embed(ids)], dim=1)  # [B, Q + T, D]
+        mask = torch.cat([torch.ones(image.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)
+        order = mask.argsort(dim=1, stable=True)  # pads (0) first, then tokens in their order
+        embeds = embeds.gather(1, order[..., None].expand_as(embeds))  # [B, Q + T, D]
+        return embeds, mask.gather(1, order)
+
+    @torch.no_grad()
+    def generate(self, patches, prompts: list[str], max_new_tokens: int = 20, **kwargs) -> list[str]:
+        """Batched greedy answers for patches [B, N, C] and one prompt per image."""
+        self.tokenizer.padding_side = "left"
+        text = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        image, _ = self.image_tokens(patches, text.input_ids, text.attention_mask)
+        embeds, mask = self.lm_inputs(image, text.input_ids, text.attention_mask)
+        out = self.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **kwargs,
+        )
+        return [a.strip() for a in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def forward(self, patches, prompt_ids, prompt_mask, target_ids, target_mask):
+        """Teacher-forced loss on the targets only.
+
+        prompt_ids/mask: [B, P] left-padded; target_ids/mask: [B, A] right-padded (answer + EOS).
+        """
+        image, _ = self.image_tokens(patches, prompt_ids, prompt_mask)  # [B, Q, D]
+        ids = torch.cat([prompt_ids, target_ids], dim=1)  # [B, P + A]
+        embeds, mask = self.lm_inputs(image, ids, torch.cat([prompt_mask, target_mask], dim=1))
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)[0]
+        # Targets are right-padded, so after moving pads to the front a row's targets are not at a fixed
+        # offset; instead pick, per row, the states at the positions that predict each target token.
+        A = target_ids.shape[1]
+        n_pad = target_mask.shape[1] - target_mask.sum(1)  # [B] pads moved from the targets' end to the front
+        idx = hidden.shape[1] - A - 1 + torch.arange(A, device=hidden.device)[None] + n_pad[:, None]  # [B, A]
+        hidden = hidden.gather(
+            1, idx.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
+        )
+        keep = target_mask.bool()
+        logits = self.lm.get_output_embeddings()(hidden[keep])  # [n_targets, V]: lm_head only where needed
+        return F.cross_entropy(logits.float(), target_ids[keep])
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        state = {f"connector.{k}": v for k, v in self.connector.state_dict().items()}
+        if self.cfg.lm_lora_rank > 0:
+            state.update({f"lm.{k}": v for k, v in self.lm.state_dict().items() if "lora_" in k})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def save_pretrained(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        self.cfg.save(os.path.join(folder, "config.json"))
+        save_file(self.trainable_state_dict(), os.path.join(folder, "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str, device="cpu", lm_dtype=torch.float32, **lm_kwargs
+    ) -> VisionLanguageModel:
+        """Load from a local folder or a hub id (config.json + model.safetensors)."""
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(folder, allow_patterns=["config.json", "model.safetensors"])
+        model = cls(VLMConfig.load(os.path.join(folder, "config.json")), device, lm_dtype, **lm_kwargs)
+        state = load_file(os.path.join(folder, "model.safetensors"), device=str(device))
+        model.connector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("connector.")})
+        lora = {k[3:]: v for k, v in state.items() if k.startswith("lm.")}
+        if lora:
+            model.lm.load_state_dict(lora, strict=False)
+        return model.eval()

@@ -1,0 +1,109 @@
+"""Training examples and the frozen encoder's feature cache.
+
+An example is (image, prompt, target): the prompt is built from prompts/question.txt (or describe.txt),
+the target is the answer or caption the loss is computed on. Because the vision encoder is frozen, its
+patch tokens are computed once per image and kept (in memory and on disk), so CPU training only runs the
+connector and the LM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from vqa_chat.model.language_model import cache_dir
+from vqa_chat.prompts import load_prompt
+
+SHAPES = ("circle", "rectangle", "triangle")
+
+
+@dataclass
+class Example:
+    image: str  # image file path
+    prompt: str  # full prompt text, e.g. "Question: what color is the shape? Answer:"
+    target: str  # answer or caption the loss is computed on
+    answer_type: str = "other"  # for per-type accuracy during training
+
+
+def load_split(dataset: str, split: str, data_dir: str = "") -> list[dict]:
+    """VQA records (`datasets.VQARecord`) or image-caption records (`captions.CaptionRecord`)."""
+    from vqa_chat import datasets
+
+    return datasets.load(dataset, split, data_dir)
+
+
+def easy_vqa_description(qas: list[tuple[str, str]]) -> str | None:
+    """'A blue rectangle on a light background.' from one easy-VQA image's questions and answers."""
+    shape = colour = None
+    for question, answer in qas:
+        words = question.rstrip("?").split()
+        if answer in SHAPES:  # "what shape is present?" -> circle; "what is the blue shape?" names the colour
+            shape = answer
+            if words[:3] == ["what", "is", "the"] and words[-1] == "shape" and len(words) == 5:
+                colour = words[3]
+        elif words[0] == "what" and "color" in words:  # "what color is the circle?" -> blue
+            colour = answer
+            shape = shape or next((w for w in words if w in SHAPES), None)
+    return f"A {colour} {shape} on a light background." if shape and colour else None
+
+
+def build_examples(records: list[dict], describe: bool) -> list[Example]:
+    question = load_prompt("question")
+    describe_prompt = question.format(question=load_prompt("describe"))
+    examples = []
+    by_image = defaultdict(list)
+    for r in records:
+        if "caption" in r:  # image-caption pairs train the describe prompt
+            examples.append(Example(r["image"], describe_prompt, r["caption"], "describe"))
+            continue
+        answer = Counter(r["answers"]).most_common(1)[0][0]
+        examples.append(
+            Example(r["image"], question.format(question=r["question"]), answer, r["answer_type"])
+        )
+        by_image[r["image"]].append((r["question"], answer))
+    if describe:
+        for image, qas in by_image.items():
+            text = easy_vqa_description(qas)
+            if text:
+                examples.append(Example(image, describe_prompt, text, "describe"))
+    return examples
+
+
+class FeatureCache:
+    """Patch tokens of every image, computed once with the frozen encoder, kept as fp16 on disk."""
+
+    def __init__(self, vision, images: list[str], batch_size: int = 64):
+        unique = sorted(set(images))
+        key = json.dumps(
+            [
+                vision.cfg.vit_source,
+                vision.cfg.vit_blocks,
+                vision.cfg.vit_grid,
+                vision.cfg.vit_image_size,
+                vision.sha256,
+                unique,
+            ]
+        )
+        path = os.path.join(cache_dir(), "features", hashlib.sha256(key.encode()).hexdigest()[:16] + ".pt")
+        self.index = {p: i for i, p in enumerate(unique)}
+        if os.path.exists(path):
+            self.features = torch.load(path)
+            return
+        chunks = []
+        for i in tqdm(range(0, len(unique), batch_size), desc="encoding images", unit="batch"):
+            images_ = [Image.open(p).convert("RGB") for p in unique[i : i + batch_size]]
+            chunks.append(vision.encode(images_).half().cpu())  # [b, N, C]
+        self.features = torch.cat(chunks)  # [n_images, N, C]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(self.features, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    def get(self, images: list[str]) -> torch.Tensor:
+        return self.features[[self.index[p] for p in images]].float()  # [B, N, C]
