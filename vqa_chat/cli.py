@@ -23,11 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="path of the image")
     p.add_argument("--question", required=True, help="the question about the image")
     p.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
-    p.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes quantization (CUDA only)")
+    p.add_argument("--quantize", choices=["8bit", "4bit", "int8"],
+                   help="8bit/4bit: bitsandbytes (CUDA only); int8: dynamic int8 LM (CPU only)")
     p.add_argument("--plain", action="store_true", help="exactly transformers' greedy generate, no tweaks")
     p.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = greedy)")
     p.add_argument("--device", help='"cuda", "cuda:1" or "cpu" (default: CUDA when present)')
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 GPU, fp32 CPU")
+    p.add_argument("--heatmap", metavar="OUT.png", help="also save where the model looked")
     return p
 
 
@@ -50,11 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     prompt = load_prompt("question").format(question=question)
     try:
         backend = get_backend(args.backend)
-        answer = backend.generate(backend.encode_image(image), prompt, settings)
+        embeds = backend.encode_image(image)
+        answer = backend.generate(embeds, prompt, settings)
     except Exception as e:  # load failures (offline, memory) and too-long prompts explain themselves
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(answer)
+    if args.heatmap:
+        from vqa_chat.heatmap import heatmap_image
+
+        try:
+            picture, alt = heatmap_image(backend, image, prompt, embeds)
+            picture.save(args.heatmap)
+        except (ValueError, RuntimeError, OSError) as e:
+            print(f"error: heatmap: {e}", file=sys.stderr)
+            return 1
+        print(f"{alt} Saved to {args.heatmap}.", file=sys.stderr)
     return 0
 
 

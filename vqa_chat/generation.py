@@ -88,8 +88,9 @@ def generate_kwargs(settings: GenerationSettings, tokenizer, prompt_ids: list[li
     `no_repeat_ngram_size=`: with `inputs_embeds` and left padding, transformers' built-in repetition penalty
     skips the first generated tokens of padded rows (it takes the padding length as a prompt length).
     """
+    fixed = {"min_new_tokens": settings.min_new_tokens} if settings.min_new_tokens else {}
     if settings.plain:
-        return {"max_new_tokens": settings.max_new_tokens, "do_sample": False, "num_beams": 1}
+        return {"max_new_tokens": settings.max_new_tokens, "do_sample": False, "num_beams": 1, **fixed}
     processors = []
     if settings.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(float(settings.repetition_penalty)))
@@ -102,6 +103,7 @@ def generate_kwargs(settings: GenerationSettings, tokenizer, prompt_ids: list[li
         "num_beams": settings.num_beams,
         "do_sample": settings.do_sample,
         "logits_processor": processors,
+        **fixed,
     }
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
-from vqa_chat.training_data import FeatureCache, build_examples, load_split
+from vqa_chat.training_data import FeatureCache, build_examples, load_split, with_past_turn
 
 
 @dataclass
@@ -31,13 +31,10 @@ class TrainConfig:
     data_dir: str = ""  # folder of the data set (not needed for easy-vqa)
     train_split: str = "train"  # split to train on
     eval_split: str = "test"  # split for periodic evaluation
-    describe: bool = (
-        True  # easy-VQA: add one "describe" example per image ("A blue circle on a light background.")
-    )
+    describe: bool = True  # easy-VQA: one "describe" example per image ("A blue circle on a light ...")
+    followup_every: int = 5  # every N-th step trains follow-ups (an earlier Q/A about the image first)
     out_dir: str = "runs/custom"  # checkpoints, history, curves
-    export_dir: str = (
-        ""  # where the final model (config.json + model.safetensors) is written; "" = out_dir/final
-    )
+    export_dir: str = ""  # final model (config.json + model.safetensors); "" = out_dir/final
     batch_size: int = 32  # examples per optimizer step (before accumulation)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate (AdamW)
@@ -189,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     held_out = build_examples(load_split(cfg.dataset, cfg.eval_split, cfg.data_dir), describe=False)
     random.Random(cfg.seed + 1).shuffle(held_out)
     features = FeatureCache(model.vision, [e.image for e in train + held_out])
+    by_image = {}
+    for e in train:
+        by_image.setdefault(e.image, []).append(e)
     params = [p for p in model.parameters() if p.requires_grad]
     print(
         f"{len(train):,} training examples, {len(held_out):,} held out; "
@@ -207,12 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     model.connector.train()
     start, bar = time.time(), tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True)
     while step < cfg.max_steps:
-        order = random.Random(cfg.seed * 1000 + step).sample(range(len(train)), cfg.batch_size)
+        rng = random.Random(cfg.seed * 1000 + step)  # the batch depends on (seed, step) only: resumable
+        batch_all = [train[i] for i in rng.sample(range(len(train)), cfg.batch_size)]
+        if cfg.followup_every and step % cfg.followup_every == cfg.followup_every - 1:
+            batch_all = [with_past_turn(e, by_image[e.image], rng) for e in batch_all]
         t0, total_loss = time.time(), 0.0
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, cfg)
         for k in range(cfg.grad_accum):
-            batch = [train[i] for i in order[k * micro : (k + 1) * micro]]
+            batch = batch_all[k * micro : (k + 1) * micro]
             patches = features.get([e.image for e in batch]).to(device)
             inputs = tokenize(model.tokenizer, [e.prompt for e in batch], [e.target for e in batch], device)
             with torch.autocast(

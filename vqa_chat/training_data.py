@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from vqa_chat.conversation import Turn, format_prompt
 from vqa_chat.model.language_model import cache_dir
 from vqa_chat.prompts import load_prompt
 
@@ -30,6 +31,18 @@ class Example:
     prompt: str  # full prompt text, e.g. "Question: what color is the shape? Answer:"
     target: str  # answer or caption the loss is computed on
     answer_type: str = "other"  # for per-type accuracy during training
+    question: str = ""  # the question alone (prompt = the question template around it)
+
+
+def with_past_turn(example: Example, others: list[Example], rng) -> Example:
+    """The same example as a follow-up: one earlier question-answer turn about the same image first,
+    formatted exactly as the chat formats conversations (`Question: q1 Answer: a1 Question: q2 Answer:`)."""
+    candidates = [o for o in others if o.question != example.question]
+    if not candidates:
+        return example
+    past = rng.choice(candidates)
+    prompt = format_prompt([Turn(past.question, past.target)], example.question)
+    return Example(example.image, prompt, example.target, example.answer_type, example.question)
 
 
 def load_split(dataset: str, split: str, data_dir: str = "") -> list[dict]:
@@ -55,24 +68,27 @@ def easy_vqa_description(qas: list[tuple[str, str]]) -> str | None:
 
 
 def build_examples(records: list[dict], describe: bool) -> list[Example]:
+    """One example per question (or caption), plus one "describe" example per easy-VQA image if asked."""
     question = load_prompt("question")
-    describe_prompt = question.format(question=load_prompt("describe"))
+    describe_question = load_prompt("describe")
+    describe_prompt = question.format(question=describe_question)
     examples = []
     by_image = defaultdict(list)
     for r in records:
         if "caption" in r:  # image-caption pairs train the describe prompt
-            examples.append(Example(r["image"], describe_prompt, r["caption"], "describe"))
+            examples.append(Example(r["image"], describe_prompt, r["caption"], "describe", describe_question))
             continue
         answer = Counter(r["answers"]).most_common(1)[0][0]
         examples.append(
-            Example(r["image"], question.format(question=r["question"]), answer, r["answer_type"])
+            Example(r["image"], question.format(question=r["question"]), answer, r["answer_type"],
+                    r["question"])
         )
         by_image[r["image"]].append((r["question"], answer))
     if describe:
         for image, qas in by_image.items():
             text = easy_vqa_description(qas)
             if text:
-                examples.append(Example(image, describe_prompt, text, "describe"))
+                examples.append(Example(image, describe_prompt, text, "describe", describe_question))
     return examples
 
 

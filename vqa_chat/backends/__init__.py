@@ -20,14 +20,21 @@ def _load_custom(options: BackendOptions) -> Backend:
     return CustomBackend.load(options)
 
 
+def _load_vllm(options: BackendOptions) -> Backend:
+    from vqa_chat.backends.vllm import VLLMBackend
+
+    return VLLMBackend.load(options)
+
+
 REGISTRY: dict[str, Callable[[BackendOptions], Backend]] = {
     "blip2": _load_blip2,
     "custom": _load_custom,
+    "vllm": _load_vllm,  # a vLLM server's OpenAI-compatible API (backends/vllm.py)
 }
 
 _loaded: dict[str, Backend] = {}
 _options: dict[str, BackendOptions] = {}
-_lock = threading.Lock()
+_locks = {name: threading.Lock() for name in REGISTRY}  # one per backend: loading one never blocks another
 
 
 def configure(name: str, options: BackendOptions) -> None:
@@ -42,7 +49,7 @@ def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
     """
     if name not in REGISTRY:
         raise KeyError(f"unknown backend {name!r}; choose one of {sorted(REGISTRY)}")
-    with _lock:
+    with _locks.setdefault(name, threading.Lock()):  # also for loaders registered later (tests)
         if name not in _loaded:
             _loaded[name] = REGISTRY[name](options or _options.get(name) or BackendOptions())
         return _loaded[name]
@@ -50,7 +57,7 @@ def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
 
 def set_backend(name: str, backend: Backend) -> None:
     """Install an already-built backend (tests, or an app that loaded it eagerly)."""
-    with _lock:
+    with _locks.setdefault(name, threading.Lock()):
         _loaded[name] = backend
 
 

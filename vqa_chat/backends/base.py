@@ -27,6 +27,7 @@ class GenerationSettings:
     repetition_penalty: float = 1.15  # ours: discourages "a hat on top of a hat on top of..."
     no_repeat_ngram_size: int = 3  # ours: forbids repeating any 3-gram
     plain: bool = False  # True = none of our adjustments: exactly transformers' greedy generate
+    min_new_tokens: int = 0  # forbid EOS before this many tokens (benchmarks use it to fix the length)
 
 
 @dataclass
@@ -34,7 +35,13 @@ class BackendOptions:
     model: str | None = None  # hub id or local folder; None = the backend's default
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None = CUDA when present, else CPU
     dtype: str | None = None  # "float16", "bfloat16", "float32"; None = fp16/bf16 on GPU, fp32 on CPU
-    quantize: str | None = None  # None, "8bit" or "4bit" (bitsandbytes; GPU only)
+    quantize: str | None = None  # None, "8bit"/"4bit" (bitsandbytes; GPU only) or "int8" (dynamic; CPU only)
+    engine: str = "batched"  # "batched": continuous batching + prefix KV reuse; "generate": plain HF generate
+    max_batch: int = 16  # answers decoded together by the batched engine
+    max_waiting: int = 64  # answers allowed to wait for a batch slot; more get a "busy" message
+    attn_implementation: str | None = None  # "sdpa" (default), "eager", "flash_attention_2" (GPU)
+    compile: bool = False  # GPU: static KV cache + torch.compile (implies engine="generate")
+    image_tokens: str = "question"  # custom model: "question" (exact) or "first" (see backends/custom.py)
 
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -55,13 +62,18 @@ def resolve_device(options: BackendOptions) -> tuple[str, torch.dtype]:
     dtype = DTYPES[options.dtype] if options.dtype else (torch.float16 if on_gpu else torch.float32)
     if dtype == torch.bfloat16 and on_gpu and not torch.cuda.is_bf16_supported():
         raise ModelLoadError("This GPU does not support bfloat16; use --dtype float16.")
-    if options.quantize is not None:
+    if options.engine not in ("batched", "generate"):
+        raise ModelLoadError(f"Unknown engine {options.engine!r}; choose batched or generate.")
+    if options.quantize == "int8":
+        if on_gpu:
+            raise ModelLoadError("int8 dynamic quantization runs on the CPU; on a GPU use 8bit or 4bit.")
+    elif options.quantize is not None:
         if options.quantize not in ("8bit", "4bit"):
-            raise ModelLoadError(f"Unknown quantization {options.quantize!r}; choose 8bit or 4bit.")
+            raise ModelLoadError(f"Unknown quantization {options.quantize!r}; choose 8bit, 4bit or int8.")
         if not on_gpu:
             raise ModelLoadError(
                 f"{options.quantize} quantization (bitsandbytes) needs a CUDA GPU; this run is on the CPU. "
-                "Drop the quantize option to run in full precision on the CPU."
+                "Use int8 (dynamic quantization) on the CPU, or drop the quantize option."
             )
     return device, dtype
 
@@ -89,7 +101,15 @@ class Backend(ABC):
         settings: GenerationSettings,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set."""
+        """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set.
+
+        Backends whose `new_state()` returns a state also take `state=` (keyword): the session's reusable
+        conversation state (kv.PrefixCache), read and refreshed on every turn.
+        """
+
+    def new_state(self):
+        """A fresh per-session conversation state (e.g. a prefix KV cache), or None if not supported."""
+        return None
 
     def generate(self, image_embeds: torch.Tensor, prompt: str, settings: GenerationSettings) -> str:
         """The whole answer at once (same text as joining `stream`)."""

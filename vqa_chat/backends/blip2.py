@@ -18,11 +18,15 @@ import torch
 from PIL import Image
 from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
 
-from vqa_chat import generation
+from vqa_chat import generation, speed
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat.batching import Scheduler
+from vqa_chat.kv import PrefixCache
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
 MODEL_ENV = "VQA_CHAT_BLIP2_MODEL"
+
+
 def _check_source(model_id: str) -> None:
     """An id that can only be a local folder (hub ids are `org/name`) must exist: fail fast, no hub call."""
     looks_local = model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
@@ -35,7 +39,13 @@ class Blip2Backend(Backend):
 
     name = "blip2"
 
-    def __init__(self, model: Blip2ForConditionalGeneration, processor: Blip2Processor, model_id: str = ""):
+    def __init__(
+        self,
+        model: Blip2ForConditionalGeneration,
+        processor: Blip2Processor,
+        model_id: str = "",
+        options: BackendOptions | None = None,
+    ):
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -43,6 +53,16 @@ class Blip2Backend(Backend):
         self.num_image_tokens = model.config.num_query_tokens
         text_config = model.config.text_config  # OPT: 2048 positions
         self.context_length = getattr(text_config, "max_position_embeddings", None) or self.context_length
+        options = options or BackendOptions()
+        self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
+        if speed.use_scheduler(options):
+            lm = model.language_model
+            self.scheduler = Scheduler(lm, self.tokenizer, options.max_batch, options.max_waiting)
+
+    def new_state(self) -> PrefixCache | None:
+        """The image tokens come first and do not depend on the prompt, so a follow-up turn reuses the KV
+        of `[image tokens][BOS Question: q1 Answer: a1 ...]` and runs only its new tokens."""
+        return PrefixCache() if self.scheduler is not None else None
 
     @classmethod
     def load(cls, options: BackendOptions) -> Blip2Backend:
@@ -56,6 +76,7 @@ class Blip2Backend(Backend):
         kwargs = {"dtype": dtype}
         if device.startswith("cuda"):  # accelerate places the weights
             kwargs["device_map"] = "auto" if device == "cuda" else {"": device}
+        kwargs.update(speed.load_kwargs(options))
         if options.quantize == "8bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         elif options.quantize == "4bit":
@@ -68,7 +89,8 @@ class Blip2Backend(Backend):
             raise ModelLoadError(_load_error_message(model_id, e)) from e
         if "device_map" not in kwargs:
             model = model.to(device)
-        return cls(model, processor, model_id)
+        speed.apply(model.language_model, options)
+        return cls(model, processor, model_id, options)
 
     # ---- the vision side, once per image ----
 
@@ -119,10 +141,14 @@ class Blip2Backend(Backend):
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
+        state: PrefixCache | None = None,
     ) -> Iterator[str]:
         with torch.no_grad():
             embeds, ids = self._prompt_embeds(image_embeds, prompt)  # [T, D]
         self._fit(embeds.shape[0], settings)
+        if self.scheduler is not None and settings.num_beams == 1:
+            yield from self.scheduler.submit(embeds, settings, stop, state, prompt_ids=ids)
+            return
         mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
         yield from generation.stream_generate(
             self.model.language_model, self.tokenizer, embeds[None], mask, settings, stop, prompt_ids=ids

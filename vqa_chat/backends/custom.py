@@ -4,6 +4,17 @@ The frozen image encoder runs once per image (`encode_image` returns its patch t
 turn then runs the small connector on those patches (with the question, when the Q-Former reads it) and
 streams the frozen LM's answer after `[image tokens][prompt tokens]`. Default model: the bundled one in
 assets/custom-model, which runs offline on a CPU.
+
+Prefix KV reuse across turns, honestly: the Q-Former reads the prompt's last 32 tokens, so the image tokens
+(the first LM positions) change whenever the prompt does, and every position after them changes with
+them. With `image_tokens="question"` (the default, the way the model was trained) a follow-up turn can
+therefore reuse nothing of the LM's KV cache; only the image encoder's patches are reused (and a repeated
+prompt, e.g. Regenerate, reuses everything). With `image_tokens="first"` the image tokens are computed
+once per image, from the first question about it, and pinned for the follow-ups, exactly like BLIP-2's
+prompt-independent image tokens: then turn N runs only its new tokens. That is a different model input for
+follow-ups (their own question no longer steers the Q-Former), so it is an explicit option whose accuracy
+cost the benchmark measures. Connectors that ignore the prompt (`linear`, `mlp`, `mp_question=False`)
+get full reuse in either mode.
 """
 
 from __future__ import annotations
@@ -17,8 +28,10 @@ import torch
 from PIL import Image
 from transformers import BitsAndBytesConfig
 
-from vqa_chat import generation
+from vqa_chat import generation, speed
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat.batching import Scheduler
+from vqa_chat.kv import PrefixCache
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
@@ -28,13 +41,23 @@ MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
 class CustomBackend(Backend):
     name = "custom"
 
-    def __init__(self, model: VisionLanguageModel, model_id: str = ""):
+    def __init__(self, model: VisionLanguageModel, model_id: str = "", options: BackendOptions | None = None):
         self.model = model.eval()
         self.tokenizer = model.tokenizer
         self.model_id = model_id
         cfg = model.cfg
         self.num_image_tokens = cfg.mp_num_queries if cfg.mp_type == "qformer" else cfg.vit_grid**2
         self.context_length = getattr(model.lm.config, "max_position_embeddings", None) or self.context_length
+        options = options or BackendOptions()
+        if options.image_tokens not in ("question", "first"):
+            raise ModelLoadError(f"Unknown image_tokens {options.image_tokens!r}; choose question or first.")
+        self.pin_image_tokens = options.image_tokens == "first"
+        self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
+        if speed.use_scheduler(options):
+            self.scheduler = Scheduler(model.lm, self.tokenizer, options.max_batch, options.max_waiting)
+
+    def new_state(self) -> PrefixCache | None:
+        return PrefixCache() if self.scheduler is not None else None
 
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
@@ -42,15 +65,16 @@ class CustomBackend(Backend):
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
-        kwargs = {}
-        if options.quantize:
+        kwargs = speed.load_kwargs(options)
+        if options.quantize in ("8bit", "4bit"):
             bits = {"load_in_8bit": True} if options.quantize == "8bit" else {"load_in_4bit": True}
-            kwargs = {"quantization_config": BitsAndBytesConfig(**bits), "device_map": {"": device}}
+            kwargs.update(quantization_config=BitsAndBytesConfig(**bits), device_map={"": device})
         try:
             model = VisionLanguageModel.from_pretrained(model_id, device, dtype, **kwargs)
         except Exception as e:
             raise ModelLoadError(f"Could not load the custom model {model_id!r}: {e}") from e
-        return cls(model, model_id)
+        speed.apply(model.lm, options)
+        return cls(model, model_id, options)
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image) -> torch.Tensor:
@@ -75,11 +99,33 @@ class CustomBackend(Backend):
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
+        state: PrefixCache | None = None,
     ) -> Iterator[str]:
-        embeds, mask, ids = self.inputs(image_embeds, [prompt])
+        if self.pin_image_tokens:
+            embeds, mask, ids = self.pinned_inputs(image_embeds, prompt, state)
+        else:
+            embeds, mask, ids = self.inputs(image_embeds, [prompt])
+        if self.scheduler is not None and settings.num_beams == 1:
+            yield from self.scheduler.submit(embeds, settings, stop, state, prompt_ids=ids[0])
+            return
         yield from generation.stream_generate(
             self.model.lm, self.tokenizer, embeds, mask, settings, stop, ids[0]
         )
+
+    @torch.no_grad()
+    def pinned_inputs(self, patches: torch.Tensor, prompt: str, state: PrefixCache | None):
+        """Like `inputs` for one prompt, but with the image tokens of the first prompt about this image
+        (kept in `state`), so that consecutive turns share their LM input up to the new text."""
+        extra = state.extra if state is not None else {}
+        if extra.get("patches") is not patches:  # a new image (or no state): compute and pin
+            text = self.tokenizer([prompt], return_tensors="pt").to(self.model.device)
+            patches_on = patches.to(self.model.device)
+            image, _ = self.model.image_tokens(patches_on, text.input_ids, text.attention_mask)
+            extra.update(patches=patches, image=image)  # image tokens [1, Q, D]
+        ids = self.tokenizer([prompt], return_tensors="pt").input_ids.to(self.model.device)  # [1, P]
+        embeds = torch.cat([extra["image"], self.model.embed(ids)], dim=1)  # [1, Q + P, D]
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return embeds, mask, [ids[0].tolist()]
 
     def generate_batch(
         self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings

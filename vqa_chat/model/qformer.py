@@ -76,6 +76,7 @@ class QFormer(nn.Module):
         D = cfg.mp_hidden
         self.queries = nn.Parameter(torch.randn(1, cfg.mp_num_queries, D) * 0.02)
         self.image_in = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
+        self.image_pos = nn.Parameter(torch.zeros(1, cfg.vit_grid**2, D))  # where each patch is
         self.text_in = nn.Linear(cfg.lm_dim, D) if cfg.mp_question else None
         self.blocks = nn.ModuleList(
             QFormerBlock(D, cfg.mp_heads, cfg.mp_dropout, cross=i % cfg.mp_cross_every == 0)
@@ -91,7 +92,7 @@ class QFormer(nn.Module):
         over the patches averaged over heads, layers and queries [B, N].
         """
         B, n_queries = image.shape[0], self.queries.shape[1]
-        image = self.image_in(image)  # [B, N, D]
+        image = self.image_in(image) + self.image_pos  # [B, N, D]
         x = self.queries.expand(B, -1, -1)  # [B, Q, D]
         if self.text_in is not None and text is not None:
             x = torch.cat([x, self.text_in(text)], dim=1)  # [B, Q + L, D]

@@ -1,0 +1,69 @@
+"""Start the vqa-chat web app: `python app.py [--backend blip2|custom] [--port 7860] ...`.
+
+Backends load lazily on first use, once per process. Per-backend flags set what each one loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from vqa_chat import privacy
+from vqa_chat.backends import REGISTRY, BackendOptions, configure
+from vqa_chat.ui import AppConfig, build_app, launch_kwargs
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0; locally the app stays on loopback.
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="listen address")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument(
+        "--backend",
+        choices=sorted(REGISTRY),
+        default=os.environ.get("VQA_CHAT_BACKEND", "custom"),
+        help="backend selected when a page opens (default: $VQA_CHAT_BACKEND or custom)",
+    )
+    p.add_argument("--concurrency", type=int, default=AppConfig.concurrency, help="answers generated at once")
+    p.add_argument("--max-queue", type=int, default=AppConfig.max_queue, help="requests allowed to wait")
+    p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: CUDA when present)")
+    p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--blip2-model", help="hub id or folder (default: $VQA_CHAT_BLIP2_MODEL or the 2.7b)")
+    p.add_argument("--blip2-quantize", default=None, choices=["8bit", "4bit", "int8"],
+                   help="8bit/4bit: bitsandbytes, GPU only; int8: dynamic quantization of the LM, CPU only")
+    p.add_argument("--custom-model", default=None, help="custom model folder (default: bundled)")
+    p.add_argument("--custom-quantize", default=None, choices=["int8"], help="int8 LM on the CPU")
+    p.add_argument("--vllm-url", default=None, help="vLLM server (default: $VQA_CHAT_VLLM_URL or :8000/v1)")
+    p.add_argument("--custom-image-tokens", default="question", choices=["question", "first"],
+                   help="first: pin the image tokens per image so follow-ups reuse the prefix KV cache")
+    p.add_argument("--engine", default="batched", choices=["batched", "generate"],
+                   help="batched: continuous batching + prefix KV reuse; generate: HF generate per answer")
+    p.add_argument("--max-batch", type=int, default=16, help="answers decoded together (batched engine)")
+    p.add_argument("--max-waiting", type=int, default=64, help="answers waiting for the model before 'busy'")
+    p.add_argument("--attn-implementation", default=None, choices=["sdpa", "eager", "flash_attention_2"])
+    p.add_argument("--compile", action="store_true", help="GPU: static KV cache + torch.compile")
+    p.add_argument("--log-dir", default=None,
+                   help="log questions, answers and metadata-free images here (JSONL); default: none")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    common = dict(
+        device=args.device, dtype=args.dtype, engine=args.engine, max_batch=args.max_batch,
+        max_waiting=args.max_waiting, attn_implementation=args.attn_implementation, compile=args.compile,
+    )  # fmt: skip
+    configure("blip2", BackendOptions(model=args.blip2_model, quantize=args.blip2_quantize, **common))
+    custom = dict(quantize=args.custom_quantize, image_tokens=args.custom_image_tokens)
+    configure("custom", BackendOptions(model=args.custom_model, **custom, **common))
+    configure("vllm", BackendOptions(model=args.vllm_url))
+    privacy.configure_log(args.log_dir)  # before the page is built: it says when logging is on
+    config = AppConfig(backend=args.backend, concurrency=args.concurrency, max_queue=args.max_queue)
+    demo = build_app(config)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The real app on a tiny random BLIP-2, launched on loopback and driven by gradio_client.
+
+Each `Client` is its own session. Nothing is downloaded: the BLIP-2 backend loads the tiny model from the
+`tiny_blip2_dir` fixture through $VQA_CHAT_BLIP2_MODEL.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from test_images import exif_photo, png_header_only
+
+from vqa_chat.backends import REGISTRY
+from vqa_chat.ui import AppConfig, build_app, launch_kwargs
+
+LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cannot_load(options):
+    raise OSError("the weights are not reachable offline")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_blip2_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
+        mp.setitem(REGISTRY, "broken", cannot_load)
+        demo = build_app(AppConfig(backend="blip2"))
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
+        try:
+            yield demo
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def client(app):
+    return Client(app.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Odd and bad uploads, made with PIL."""
+    d = tmp_path_factory.mktemp("uploads")
+    Image.new("RGB", (64, 48), (220, 40, 40)).save(d / "red.png")
+    Image.new("RGB", (48, 64), (40, 40, 220)).save(d / "blue.png")
+    Image.new("RGB", (400, 300), (10, 200, 10)).save(d / "full.jpg")
+    data = (d / "full.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (d / "notes.png").write_text("this is text, not a picture\n" * 10)
+    (d / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    Image.new("RGB", (3000, 2000), (90, 90, 90)).save(d / "huge.png")
+    frames = [Image.new("RGB", (40, 40), c) for c in [(255, 0, 0), (0, 255, 0)]]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(d / "cmyk.jpg")
+    Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(d / "deep.png")
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(d / "rgba.png")
+    Image.new("RGB", (40, 40), (0, 128, 255)).convert("P", palette=Image.Palette.ADAPTIVE).save(d / "pal.png")
+    Image.new("L", (40, 40), 128).save(d / "gray.png")
+    exif_photo(d, 6)  # rot6.jpg
+    return d
+
+
+def ask(client, image, question, backend="blip2", max_new_tokens=4) -> str:
+    file = handle_file(str(image)) if image is not None else None
+    return client.predict(file, question, backend, max_new_tokens, api_name="/ask")
+
+
+def chat_text(client) -> str:
+    return "\n".join(line["text"] for line in client.predict(api_name="/chat"))
+
+
+def test_page_has_labelled_controls(app):
+    labels = {c.get("props", {}).get("label") for c in app.config["components"]}
+    values = {str(c.get("props", {}).get("value")) for c in app.config["components"]}
+    assert {"Image", "Question", "Backend", "Chat"} <= labels
+    assert {"Send", "Stop", "Regenerate", "New chat"} <= values
+
+
+def test_two_sessions_two_turns_isolated(client, app, images):
+    other = Client(app.local_url, verbose=False)
+    a1 = ask(client, images / "red.png", "What color is it?")
+    b1 = ask(other, images / "blue.png", "What shape is it?")
+    jobs = [  # second turns at the same time
+        client.submit(None, "Is it big?", "blip2", 4, api_name="/ask"),
+        other.submit(None, "Where is it?", "blip2", 4, api_name="/ask"),
+    ]
+    a2, b2 = (job.result(timeout=60) for job in jobs)
+    assert all(isinstance(a, str) and a.strip() for a in (a1, a2, b1, b2))
+    assert client.predict(api_name="/history") == [
+        {"question": "What color is it?", "answer": a1, "backend": "blip2"},
+        {"question": "Is it big?", "answer": a2, "backend": "blip2"},
+    ]
+    assert other.predict(api_name="/history") == [
+        {"question": "What shape is it?", "answer": b1, "backend": "blip2"},
+        {"question": "Where is it?", "answer": b2, "backend": "blip2"},
+    ]
+    assert jobs[0].outputs()[-1] == a2  # the streamed outputs end with the returned answer
+
+
+def wait_for_text(job, timeout=60):
+    start = time.monotonic()
+    while not any(o.strip() for o in job.outputs() if isinstance(o, str)):
+        assert time.monotonic() - start < timeout and not job.done(), "no streamed text"
+        time.sleep(0.005)
+
+
+def test_stop_keeps_the_partial_answer(client, app, images):
+    reference = Client(app.local_url, verbose=False)  # same image and question: same greedy answer
+    full = ask(reference, images / "red.png", "Describe it.", max_new_tokens=LONG)
+    job = client.submit(handle_file(str(images / "red.png")), "Describe it.", "blip2", LONG, api_name="/ask")
+    wait_for_text(job)
+    assert client.predict(api_name="/stop") == "Stopping."
+    partial = job.result(timeout=60)
+    assert partial and len(partial) < len(full) and full.startswith(partial)
+    assert client.predict(api_name="/history")[-1]["answer"] == partial
+    assert chat_text(client).endswith("(stopped)")
+    assert client.predict(api_name="/stop") == "Nothing to stop."
+    assert ask(client, None, "And now?").strip()  # the session goes on
+
+
+def test_cancelled_job_keeps_the_partial_answer(client, images):
+    ask(client, images / "red.png", "What is it?", max_new_tokens=1)
+    job = client.submit(None, "Tell me more.", "blip2", LONG, api_name="/ask")
+    wait_for_text(job)
+    job.cancel()
+    start = time.monotonic()
+    while not chat_text(client).endswith("(stopped)"):  # Gradio closes the generator soon after
+        assert time.monotonic() - start < 30
+        time.sleep(0.05)
+    history = client.predict(api_name="/history")
+    assert len(history) == 2 and history[-1]["answer"]
+    assert ask(client, None, "Still there?").strip()
+    assert len(client.predict(api_name="/history")) == 3
+
+
+BAD_INPUTS = [  # (image file or None, question, backend, words of the message)
+    (None, "What is it?", "blip2", "add an image first"),
+    ("truncated.jpg", "What is it?", "blip2", "damaged or incomplete"),
+    ("notes.png", "What is it?", "blip2", "not an image"),
+    ("bomb.png", "What is it?", "blip2", "too many pixels"),
+    ("red.png", "", "blip2", "type a question"),
+    ("red.png", "   \n\t", "blip2", "type a question"),
+    ("red.png", "What is it?", "broken", "could not be loaded"),
+]
+
+
+def test_bad_input_gets_a_message_and_the_session_goes_on(client, images):
+    for answered, (image, question, backend, message) in enumerate(BAD_INPUTS, start=1):
+        with pytest.raises(AppError, match=message):
+            ask(client, images / image if image else None, question, backend)
+        assert message in chat_text(client)  # also in the visible chat
+        assert ask(client, images / "red.png", "And now?").strip()
+        assert len(client.predict(api_name="/history")) == answered  # history intact, nothing lost
+
+
+ODD_IMAGES = [  # (file, words of the note in the chat, or None)
+    ("huge.png", "scaled it to 1024×683"),
+    ("anim.gif", "first frame"),
+    ("cmyk.jpg", None),
+    ("deep.png", None),
+    ("rgba.png", "white background"),
+    ("pal.png", None),
+    ("gray.png", None),
+    ("rot6.jpg", "upright"),
+]
+
+
+def test_odd_images_are_answered(client, images):
+    for i, (name, note) in enumerate(ODD_IMAGES):
+        assert ask(client, images / name, "What is it?").strip()
+        text = chat_text(client)
+        assert text.count("[image:") == i + 1
+        if note:
+            assert note in text
+    assert "[image: Your image (20×40 pixels)]" in chat_text(client)  # the rotated photo, upright
+    assert len(client.predict(api_name="/history")) == len(ODD_IMAGES)
+
+
+def test_long_question_is_capped(client, images):
+    assert ask(client, images / "red.png", "the " * 300).strip()  # "the" is one token of the tiny model
+    assert len(client.predict(api_name="/history")[0]["question"]) <= 500
+    assert "I used only its first" in chat_text(client)
+
+
+def test_reset_starts_a_new_chat(client, images):
+    ask(client, images / "red.png", "What is it?")
+    assert client.predict(api_name="/reset") == "New chat started."
+    assert client.predict(api_name="/history") == []
+    with pytest.raises(AppError, match="add an image first"):
+        ask(client, None, "What about now?")

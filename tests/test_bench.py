@@ -1,0 +1,47 @@
+"""`python -m vqa_chat.bench --quick` end to end on a tiny random custom model (a smoke test: the
+figures of a tiny model mean nothing; the README's come from the bundled model)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from vqa_chat.bench import measure
+from vqa_chat.bench.__main__ import main, parse_args
+from vqa_chat.model.config import VLMConfig
+from vqa_chat.model.vision_language_model import VisionLanguageModel
+
+
+def test_bench_quick_run_writes_the_table(tiny_vlm_parts, tmp_path, capsys):
+    torch.manual_seed(0)
+    cfg = VLMConfig(**tiny_vlm_parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4)
+    VisionLanguageModel(cfg).save_pretrained(str(tmp_path / "model"))
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    threads = torch.get_num_threads()
+    try:
+        code = main(["--model", str(tmp_path / "model"), "--quick", "--threads", "1", "--accuracy", "1",
+                     "--json", str(out_json), "--markdown", str(out_md)])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    table = capsys.readouterr().out
+    for words in ("TTFT turn 3, pinned", "plain generate", "aggregate tokens/s, 2 sessions", "bound"):
+        assert words in table
+    data = json.loads(out_json.read_text())
+    sections = {row["section"] for row in data["rows"]}
+    assert sections == {"follow-ups", "streaming", "sessions", "int8"}
+    assert all(row["value"] >= 0 for row in data["rows"])  # accuracy of a random model may be 0
+    assert data["meta"]["machine"]["cores"] and "int8_same_answers" in data["meta"]
+    assert out_md.read_text().startswith("Machine: ") and "| ours |" in out_md.read_text()
+
+
+def test_quick_flag_shrinks_everything():
+    cfg = parse_args(["--quick"])
+    assert cfg.tokens <= 8 and cfg.sessions == 2 and cfg.repeats == 1
+
+
+def test_percentile_and_bandwidth():
+    assert measure.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert measure.percentile([0, 10], 95) == 9.5
+    assert measure.read_bandwidth(megabytes=8, repeats=2) > 1e8  # > 0.1 GB/s on anything

@@ -1,0 +1,117 @@
+"""The vllm backend against a real HTTP server on loopback that speaks vLLM's OpenAI-compatible protocol
+(tests/fake_vllm.py: sockets, HTTP/1.1, server-sent events), not a mock object."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+import pytest
+from fake_vllm import FakeVLLM
+from PIL import Image
+
+from vqa_chat import backends, session
+from vqa_chat.backends.base import BackendOptions, GenerationSettings, ModelLoadError
+from vqa_chat.backends.vllm import VLLMBackend
+from vqa_chat.batching import BusyError
+from vqa_chat.session import ChatError, ChatSession
+
+
+@pytest.fixture
+def server():
+    s = FakeVLLM()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def backend(server):
+    return VLLMBackend.load(BackendOptions(model=server.url))
+
+
+@pytest.fixture
+def picture(tmp_path):
+    def make(color, name):
+        path = tmp_path / name
+        Image.new("RGB", (48, 32), color).save(path)
+        return str(path)
+
+    return make
+
+
+def test_load_reads_the_model_card_and_tokenizes_on_the_server(backend):
+    assert backend.model_id == "Salesforce/blip2-opt-2.7b" and backend.context_length == 2048
+    assert backend.count_tokens("Question: what is it? Answer:") == 6  # the server's count: 5 words + BOS
+
+
+def test_unreachable_server_is_a_clear_load_error(server):
+    url = server.url
+    server.close()
+    with pytest.raises(ModelLoadError, match="Could not reach the vLLM server"):
+        VLLMBackend.load(BackendOptions(model=url))
+
+
+def test_stream_sends_image_and_prompt_and_reads_sse(backend, server):
+    image = backend.encode_image(Image.new("RGB", (20, 20), (40, 40, 220)))
+    prompt = "Question: what color is it? Answer:"
+    pieces = list(backend.stream(image, prompt, GenerationSettings(max_new_tokens=10)))
+    assert pieces == ["blue", " 1"]
+    sent = server.requests[-1]
+    assert sent["stream"] is True and sent["max_tokens"] == 10 and sent["temperature"] == 0.0
+    text = [p for p in sent["messages"][0]["content"] if p["type"] == "text"][0]["text"]
+    url = [p for p in sent["messages"][0]["content"] if p["type"] == "image_url"][0]["image_url"]["url"]
+    assert text == prompt and url.startswith("data:image/png;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert decoded.size == (20, 20)
+    plain = backend.request_body(image, prompt, GenerationSettings(plain=True))
+    assert "repetition_penalty" not in plain and "repetition_penalty" in sent
+
+
+def test_stop_closes_the_connection(backend, server):
+    server.delay = 0.01
+    image = backend.encode_image(Image.new("RGB", (8, 8), "white"))
+    stop = threading.Event()
+    got = []
+    settings = GenerationSettings(max_new_tokens=300)
+    for piece in backend.stream(image, "Question: long? Answer:", settings, stop):
+        got.append(piece)
+        if len(got) == 3:
+            stop.set()
+    assert len(got) <= 4
+    for _ in range(100):  # the server notices the closed connection at its next write
+        if server.disconnects:
+            break
+        threading.Event().wait(0.02)
+    assert server.disconnects == 1
+
+
+def test_busy_and_mid_stream_errors_are_readable(backend):
+    image = backend.encode_image(Image.new("RGB", (8, 8), "white"))
+    with pytest.raises(BusyError, match="busy"):
+        list(backend.stream(image, "Question: busy? Answer:", GenerationSettings()))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(backend.stream(image, "Question: crash? Answer:", GenerationSettings()))
+
+
+def test_sessions_keep_their_own_conversations(backend, server, picture, monkeypatch):
+    monkeypatch.setitem(backends.REGISTRY, "vllm", lambda options: backend)
+    backends.set_backend("vllm", backend)
+    monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
+    red, blue = ChatSession(), ChatSession()
+    settings = GenerationSettings(max_new_tokens=10)
+    for s, color in ((red, (220, 40, 40)), (blue, (40, 40, 220))):
+        list(s.ask(picture(color, f"{color[0]}.png"), "what is it?", "vllm", settings))
+    for s in (red, blue):
+        list(s.ask(None, "and now?", "vllm", settings))
+    assert [t["answer"] for t in red.history()] == ["red 1", "red 2"]
+    assert [t["answer"] for t in blue.history()] == ["blue 1", "blue 2"]
+    last = server.requests[-1]["messages"][0]["content"][1]["text"]
+    assert last == "Question: what is it? Answer: blue 1 Question: and now? Answer:"  # kept by the app
+    with pytest.raises(ChatError, match="busy"):
+        list(red.ask(None, "busy?", "vllm", settings))
+    with pytest.raises(ChatError, match="out of memory"):
+        list(red.ask(None, "crash?", "vllm", settings))
+    assert red.history()[-1] == {"question": "crash?", "answer": "red 3", "backend": "vllm"}  # partial kept
+    list(red.ask(None, "still there?", "vllm", settings))  # the session answers normally afterwards
+    assert red.history()[-1]["answer"] == "red 4"

@@ -1,0 +1,306 @@
+"""Continuous batching: one thread runs the LM for every chat that is answering right now.
+
+Each chat submits its whole LM input (image tokens + prompt, as embeddings [T, D]) and reads its answer's
+text back, piece by piece, from its own queue. The scheduler thread loops:
+
+    admit waiting chats (up to max_batch):  prefill each one (only the positions its PrefixCache lacks),
+                                            choose its first token, add its KV row to the batch
+    one decode step for the whole batch:    inputs_embeds [B, 1, D], left-padded KV [B, H, L, d],
+                                            attention mask [B, L + 1], per-row positions [B, 1]
+    per row: next token (its own settings), text to its queue; finished rows leave the batch and their KV
+    goes back into their PrefixCache, ready for the next turn
+
+New chats join between two steps, finished ones leave; nobody waits for a whole batch to end. Rows never
+see each other: each attends only to its own positions (mask), and has its own position ids, processors,
+stop event, queue and cache. The first token, a failure or a "busy" refusal reach the chat the same way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from vqa_chat import kv as kvlib
+from vqa_chat.backends.base import GenerationSettings
+from vqa_chat.decoding import Sampler, TextStream, eos_ids
+from vqa_chat.generation import RETRY_MIN_NEW_TOKENS
+
+log = logging.getLogger(__name__)
+_DONE = object()
+_schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Let scheduler threads finish their step before the interpreter tears torch down under them."""
+    for scheduler in list(_schedulers):
+        scheduler.close()
+
+
+class BusyError(RuntimeError):
+    """Too many chats are waiting for the model; str(error) is a user-readable sentence."""
+
+
+@dataclass(eq=False)
+class Request:
+    embeds: torch.Tensor  # [T, D] the whole LM input of this turn
+    settings: GenerationSettings
+    prompt_ids: list[int] | None = None  # for the no-echo rule
+    stop: threading.Event | None = None  # the chat's Stop button
+    state: kvlib.PrefixCache | None = None  # reused and refreshed; None = no reuse
+    min_new_tokens: int = 0
+    retried: bool = False
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # the reader went away
+    # timings (time.perf_counter) for the benchmark
+    submitted: float = 0.0
+    token_times: list[float] = field(default_factory=list)
+    prefilled: int = 0  # positions this turn actually ran through the LM in its prefill
+    # running state
+    generated: list[int] = field(default_factory=list)
+    fed: list[torch.Tensor] = field(default_factory=list)  # embeddings of generated tokens fed back, [D]
+    n_real: int = 0  # KV positions of this row (its prompt + tokens fed back)
+    sampler: Sampler | None = None
+    text: TextStream | None = None
+    stopped: bool = False
+    done: bool = False  # its reader got the end (or an error)
+
+    def halted(self) -> bool:
+        return self.cancelled.is_set() or (self.stop is not None and self.stop.is_set())
+
+
+class Generation:
+    """What `Scheduler.submit` returns: iterate it for the answer's text; timings stay on `.request`."""
+
+    def __init__(self, request: Request):
+        self.request = request
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                item = self.request.out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.request.cancelled.set()  # reader gone (or done): the row leaves at the next step
+
+
+class Scheduler:
+    """Batches the decoding of all chats on one causal LM (one instance per loaded backend)."""
+
+    def __init__(self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64):
+        self.lm, self.tokenizer = lm, tokenizer
+        self.max_batch, self.max_waiting = max_batch, max_waiting
+        self.eos = eos_ids(lm)
+        self.top_k = getattr(getattr(lm, "generation_config", None), "top_k", None) or 50
+        self.waiting: deque[Request] = deque()
+        self.active: list[Request] = []
+        self.cache = None  # DynamicCache of the active rows, [B, H, L, d] per layer
+        self.cv = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.in_flight = 0  # submitted and not yet finished (waiting, prefilling or decoding)
+        self.steps = 0  # decode steps run (all rows at once)
+        self.max_rows = 0  # largest batch seen
+        self.closed = False
+        _schedulers.add(self)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread after its current step; unfinished answers end with an error."""
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    # ---- the chats' side ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        embeds: torch.Tensor,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+        state: kvlib.PrefixCache | None = None,
+        prompt_ids: list[int] | None = None,
+    ) -> Generation:
+        """Queue one answer for LM input `embeds` [T, D] (or [1, T, D]). Raises BusyError when full."""
+        request = Request(embeds.reshape(-1, embeds.shape[-1]), settings, prompt_ids, stop, state)
+        request.submitted = time.perf_counter()
+        with self.cv:
+            if self.closed:
+                raise RuntimeError("the model is shutting down")
+            if self.in_flight >= self.max_batch + self.max_waiting:
+                raise BusyError(
+                    f"The model is busy right now ({self.in_flight} answers in progress or waiting). "
+                    "Please try again in a moment."
+                )
+            self.in_flight += 1
+            self.waiting.append(request)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="vqa-chat-scheduler", daemon=True)
+                self.thread.start()
+            self.cv.notify()
+        return Generation(request)
+
+    def load(self) -> tuple[int, int]:
+        """(answers in progress or waiting, of which waiting)."""
+        with self.cv:
+            return self.in_flight, len(self.waiting)
+
+    # ---- the scheduler thread -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.cv:
+                while not self.waiting and not self.active and not self.closed:
+                    self.cv.wait()
+                if self.closed:
+                    for request in [*self.active, *self.waiting]:
+                        self._fail(request, RuntimeError("the model is shutting down"))
+                    self.active, self.cache = [], None
+                    self.waiting.clear()
+                    return
+                new = []
+                while self.waiting and len(self.active) + len(new) < self.max_batch:
+                    new.append(self.waiting.popleft())
+            try:
+                with torch.inference_mode():
+                    for request in new:
+                        self._start(request)
+                    if self.active:
+                        self._step()
+            except BaseException as e:  # never let the thread die: fail the rows, keep serving
+                log.exception("decode step failed")
+                for request in [*self.active, *new]:
+                    self._fail(request, e)  # (a no-op for requests that already finished)
+                self.active, self.cache = [], None
+
+    def _start(self, r: Request) -> None:
+        """Prefill one new request (reusing its prefix cache), choose its first token, join the batch."""
+        try:
+            T = r.embeds.shape[0]
+            reused, n = r.state.reuse(r.embeds) if r.state is not None else (None, 0)
+            cache = kvlib.to_cache(reused)
+            x = r.embeds[n:][None]  # [1, T - n, D]: only what the cache lacks
+            positions = torch.arange(n, T, device=x.device)[None]  # [1, T - n]
+            mask = torch.ones(1, T, dtype=torch.long, device=x.device)  # [1, T]
+            out = self.lm(
+                inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=1,
+            )  # fmt: skip
+            row = kvlib.from_cache(out.cache)  # [1, H, T, d] per layer
+            r.prefilled, r.n_real = T - n, T
+            r.sampler = Sampler(
+                r.settings, self.tokenizer, self.eos, r.prompt_ids,
+                max(r.min_new_tokens, r.settings.min_new_tokens), self.top_k,
+            )  # fmt: skip
+            r.text = TextStream(self.tokenizer)
+        except Exception as e:
+            self._fail(r, e)
+            return
+        if self._advance(r, out.logits[0, -1]):
+            self._finish(r, row)
+        else:
+            self._join(r, row)
+
+    def _join(self, r: Request, row: kvlib.KV) -> None:
+        if self.cache is None or not self.active:
+            self.cache, self.active = kvlib.to_cache(row), [r]
+        else:
+            batch = kvlib.from_cache(self.cache)
+            both = kvlib.stack([batch, row], [kvlib.length(batch), r.n_real])  # left-pad the shorter
+            self.cache, self.active = kvlib.to_cache(both), [*self.active, r]
+        self.max_rows = max(self.max_rows, len(self.active))
+
+    def _step(self) -> None:
+        """One decode step for every active row."""
+        rows = self.active
+        L = self.cache.get_seq_length()
+        embed = self.lm.get_input_embeddings()
+        tokens = torch.tensor([r.generated[-1] for r in rows], device=embed.weight.device)  # [B]
+        x = embed(tokens)[:, None]  # [B, 1, D]
+        mask = torch.zeros(len(rows), L + 1, dtype=torch.long, device=x.device)  # [B, L + 1]
+        for i, r in enumerate(rows):
+            mask[i, L - r.n_real :] = 1  # its own positions and the new one; zeros on its padding
+        positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
+        out = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
+                      use_cache=True)  # fmt: skip
+        self.steps += 1
+        logits = out.logits[:, -1]  # [B, V]
+        keep = []
+        for i, r in enumerate(rows):
+            r.fed.append(x[i, 0])
+            r.n_real += 1
+            if self._advance(r, logits[i]):
+                self._finish(r, kvlib.take(kvlib.from_cache(self.cache), i, r.n_real))
+            else:
+                keep.append(i)
+        if len(keep) < len(rows):
+            self.active = [rows[i] for i in keep]
+            if not keep:
+                self.cache = None
+            else:  # drop the finished rows and the padding columns no remaining row needs
+                batch = kvlib.from_cache(self.cache)
+                longest = max(r.n_real for r in self.active)
+                self.cache = kvlib.to_cache(kvlib.select(batch, keep, kvlib.length(batch) - longest))
+
+    def _advance(self, r: Request, logits: torch.Tensor) -> bool:
+        """Choose r's next token and send its text; True when r is finished."""
+        if r.halted():
+            r.stopped = True
+            return True
+        token = r.sampler(r.generated, logits)
+        if token in self.eos:
+            return True
+        r.generated.append(token)
+        r.token_times.append(time.perf_counter())
+        piece = r.text.push(token)
+        if piece:
+            r.out.put(piece)
+        return len(r.generated) >= r.settings.max_new_tokens
+
+    def _finish(self, r: Request, row: kvlib.KV) -> None:
+        """Send the rest of the text, keep the KV for the next turn, maybe retry an empty answer."""
+        piece = r.text.flush()
+        if piece:
+            r.out.put(piece)
+        if r.state is not None:
+            fed = [r.embeds, *(f[None] for f in r.fed)]
+            r.state.store(torch.cat(fed), row)  # [n_real, D] and its KV
+        empty = not r.text.text.strip()
+        if empty and not r.stopped and not r.settings.plain and not r.retried:
+            retry = Request(
+                r.embeds, r.settings, r.prompt_ids, r.stop, r.state, RETRY_MIN_NEW_TOKENS, True, r.out,
+                r.cancelled, r.submitted,
+            )  # fmt: skip
+            retry.min_new_tokens = min(RETRY_MIN_NEW_TOKENS, r.settings.max_new_tokens)
+            with self.cv:
+                self.waiting.appendleft(retry)  # the same reader gets the retry's text
+            return
+        self._done(r, _DONE)
+
+    def _fail(self, r: Request, error: BaseException) -> None:
+        if r.done:
+            return
+        if r.state is not None:
+            r.state.clear()  # it may be half-updated; the next turn starts afresh
+        self._done(r, error)
+
+    def _done(self, r: Request, last) -> None:
+        with self.cv:
+            if r.done:
+                return
+            r.done = True
+            self.in_flight -= 1
+        r.out.put(last)

@@ -1,0 +1,99 @@
+"""Privacy by default: uploads lose their metadata first, and nothing is logged unless asked for.
+
+- `images.load_image` copies only the pixels (EXIF orientation applied first), so no EXIF, GPS, ICC or
+  comment data reaches the models, the chat's thumbnails or any log. `scrub_upload` also rewrites the
+  upload that Gradio saved in its cache with those clean pixels, so the original file with its GPS position
+  does not stay on the server's disk.
+- No images or questions are logged unless the app runs with `--log-dir DIR` (`configure_log`): then every
+  answered turn is one JSON line in DIR/chat.jsonl and each image is saved once (already cleaned) in
+  DIR/images/.
+- "Delete my session" (`ChatSession.delete`) drops the session's images, cached features and history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+_log_dir: Path | None = None
+_lock = threading.Lock()
+
+
+def gradio_cache_dir() -> Path:
+    """Where Gradio saves uploads ($GRADIO_TEMP_DIR, else <tmp>/gradio)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def is_gradio_upload(path: str | os.PathLike) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(gradio_cache_dir())
+    except (OSError, ValueError):
+        return False
+
+
+def scrub_upload(path: str | os.PathLike, clean: Image.Image) -> bool:
+    """Overwrite an upload in Gradio's cache with the clean (metadata-free) pixels. Files elsewhere (a CLI
+    argument, a script's own file) are never touched. True if the file was rewritten."""
+    if not is_gradio_upload(path):
+        return False
+    try:
+        fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+        clean.save(path, format=fmt)
+        return True
+    except Exception as e:  # an odd format PIL cannot write: remove the original rather than keep it
+        log.info("could not rewrite an upload (%s); removing it", type(e).__name__)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        return False
+
+
+def configure_log(log_dir: str | os.PathLike | None) -> None:
+    """Turn logging of questions, answers and images on (a folder) or off (None, the default)."""
+    global _log_dir
+    _log_dir = Path(log_dir) if log_dir else None
+    if _log_dir is not None:
+        (_log_dir / "images").mkdir(parents=True, exist_ok=True)
+
+
+def log_dir() -> Path | None:
+    return _log_dir
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def record(session_id: str, turn, image: Image.Image | None, image_key: str, mode: str = "ask") -> None:
+    """Log one answered turn when --log-dir is set (otherwise do nothing at all)."""
+    if _log_dir is None:
+        return
+    image_file = None
+    if image is not None:
+        image_file = _log_dir / "images" / f"{session_id}-{image_key}.png"
+        if not image_file.exists():
+            image.save(image_file)  # already metadata-free (images.load_image)
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "session": session_id,
+        "mode": mode,
+        "backend": turn.backend,
+        "question": turn.question,
+        "answer": turn.answer,
+        "stopped": turn.stopped,
+        "confidence": turn.confidence,
+        "unsure": turn.unsure,
+        "image": image_file.relative_to(_log_dir).as_posix() if image_file else None,
+    }
+    with _lock, open(_log_dir / "chat.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False) + "\n")

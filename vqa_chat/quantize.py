@@ -1,0 +1,55 @@
+"""int8 dynamic quantization of a language model on the CPU, and how many weight bytes a token reads.
+
+`quantize_int8(lm)` swaps every `nn.Linear` of the LM (attention, MLP and the output head) for
+`torch.ao.nn.quantized.dynamic.Linear`: weights stored as int8 with one scale per output channel,
+activations quantized per token on the fly, int8 x int8 -> int32 matmuls (fbgemm/onednn kernels).
+torch 2.13 still ships `torch.ao.quantization.quantize_dynamic` (deprecated in favour of torchao's
+`quantize_`, which needs an extra package and targets GPUs first), so we use it and silence its notice.
+The input embedding table stays fp32 (a lookup reads one row per token). On GPUs use bitsandbytes
+(`--quantize 8bit|4bit`) instead: there int8 is a memory saver, not a speed-up.
+
+Decoding one token at batch size 1 reads every weight once, so memory bandwidth bounds its speed:
+    tokens/s <= bandwidth (bytes/s) / `weight_bytes_per_token(lm)` (bytes)
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+
+
+def quantize_int8(lm: nn.Module) -> nn.Module:
+    """Quantize `lm`'s Linear layers to int8 in place (CPU only); returns it."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    if any(p.device.type != "cpu" for p in lm.parameters()):
+        raise ValueError("int8 dynamic quantization runs on the CPU only")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per.*")
+        quantize_dynamic(lm, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return lm
+
+
+def is_int8(lm: nn.Module) -> bool:
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    return any(isinstance(m, QLinear) for m in lm.modules())
+
+
+def weight_bytes_per_token(lm: nn.Module) -> int:
+    """Bytes of weights one decode step reads: every Linear (int8 or not) and norm, one embedding row."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    total = 0
+    for m in lm.modules():
+        if isinstance(m, QLinear):
+            w, b = m.weight(), m.bias()  # int8 [out, in] (+ one fp scale and zero point per channel)
+            total += w.numel() + w.shape[0] * 8 + (0 if b is None else b.numel() * b.element_size())
+        elif isinstance(m, nn.Embedding):
+            total += m.weight.shape[1] * m.weight.element_size()  # one row per token
+        else:
+            total += sum(p.numel() * p.element_size() for p in m.parameters(recurse=False))
+    return total  # a head tied to the embeddings is a Linear here: counted whole, as it is read whole

@@ -1,0 +1,56 @@
+"""Speed options of a loaded language model, shared by the backends (see BackendOptions).
+
+CPU (what this repository's numbers are measured on):
+- `engine="batched"` (default): our scheduler (batching.py) decodes all sessions' answers together and
+  reuses each session's conversation prefix KV cache (kv.py). `engine="generate"`: one transformers
+  `generate` call per answer, no reuse (the baseline the benchmark compares against).
+- `quantize="int8"`: dynamic int8 Linear layers (quantize.py).
+
+GPU (switchable, not measured here: this machine has no GPU):
+- `dtype="float16"|"bfloat16"`: half-precision weights and KV cache (the default on CUDA is fp16).
+- `attn_implementation="sdpa"` (transformers' default: PyTorch's fused scaled_dot_product_attention,
+  flash / memory-efficient kernels on CUDA), `"flash_attention_2"` (needs the flash-attn package), `"eager"`.
+- `compile=True`: a static KV cache (`cache_implementation="static"`, fixed shapes) and
+  `torch.compile(mode="reduce-overhead")` (CUDA graphs) of the LM's forward. It pays off for long answers
+  at batch size 1; the first call compiles for tens of seconds, and every new shape recompiles, so it
+  uses `engine="generate"` (the batched engine's shapes change every step).
+- `quantize="8bit"|"4bit"`: bitsandbytes, to fit a model in less GPU memory; slower than fp16.
+- On Hugging Face ZeroGPU Spaces (the `spaces` package is present) the GPU exists only inside a
+  `spaces.GPU` call, so a long-lived scheduler thread cannot use it: `engine="generate"` there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import torch
+
+from vqa_chat.backends.base import BackendOptions
+
+log = logging.getLogger(__name__)
+
+
+def load_kwargs(options: BackendOptions) -> dict:
+    """Extra `from_pretrained` keyword arguments for the LM."""
+    return {"attn_implementation": options.attn_implementation} if options.attn_implementation else {}
+
+
+def use_scheduler(options: BackendOptions) -> bool:
+    """Whether the batched engine (continuous batching + prefix cache) serves this backend."""
+    if options.engine != "batched" or options.compile:
+        return False
+    return importlib.util.find_spec("spaces") is None  # ZeroGPU: GPU only inside spaces.GPU calls
+
+
+def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
+    """int8 quantization (CPU) or static cache + torch.compile (GPU) on a loaded LM, in place."""
+    if options.quantize == "int8":
+        from vqa_chat.quantize import quantize_int8
+
+        quantize_int8(lm)
+    if options.compile:
+        lm.generation_config.cache_implementation = "static"
+        lm.forward = torch.compile(lm.forward, mode="reduce-overhead", fullgraph=True)
+        log.info("LM compiled with a static KV cache (the first answers are slow while it compiles)")
+    return lm
