@@ -146,3 +146,27 @@ def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate
     s.reset()
     assert s.kv == {}
     assert session.ChatSession().kv == {}
+
+
+def test_the_memory_budget_drops_the_least_recently_used_caches(monkeypatch):
+    budget = kvlib.Budget(limit_bytes=3 * 4000)
+    monkeypatch.setattr(kvlib, "BUDGET", budget)
+
+    def cache_of(n_bytes: int) -> kvlib.PrefixCache:
+        c = kvlib.PrefixCache()
+        half = (n_bytes - 16) // 8  # floats in K and in V, beside 16 bytes of embeds
+        c.store(torch.zeros(1, 4), [(torch.zeros(half), torch.zeros(half))])
+        return c
+
+    a, b, c = cache_of(4000), cache_of(4000), cache_of(4000)  # exactly at the limit
+    assert a.kv is not None and budget.total == 12000
+    d = cache_of(4000)  # over the limit: `a`, the least recently stored, is dropped
+    assert a.kv is None and b.kv is not None and d.kv is not None and budget.total == 12000
+    b.store(b.embeds, b.kv)  # b is used again: now c is the oldest
+    e = cache_of(4000)
+    assert c.kv is None and b.kv is not None and e.kv is not None
+    del d
+    import gc
+
+    gc.collect()
+    assert budget.total == 8000  # a collected session's cache no longer counts

@@ -10,10 +10,19 @@ embeddings [T, D], and the KV cache of exactly those positions. A new turn's inp
 position by position (`common_prefix`), the cache is cut to the common part, and only the rest is run.
 The KV of a position depends only on the input embeddings up to it (and its position), so comparing
 embeddings, not token ids, is the exact reuse rule: it holds for image tokens too, whatever produced them.
+
+Memory: SmolLM2-135M keeps 30 layers x (K + V) x 3 heads x 64 x 4 bytes = 45 KiB per position in fp32, so
+a 5-turn easy-VQA conversation (~90 positions) holds ~4 MB. All sessions' caches together stay under
+$VQA_CHAT_KV_BUDGET_MB (default 2048): past it, the least recently used caches are dropped, and those
+sessions' next turns simply run their whole prompt again.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -100,6 +109,7 @@ class PrefixCache:
     def clear(self) -> None:
         self.embeds, self.kv = None, None
         self.extra.clear()
+        BUDGET.stored(self)
 
     def common_prefix(self, embeds: torch.Tensor) -> int:
         """How many leading positions of `embeds` [T, D] are exactly the cached ones (KV reusable)."""
@@ -120,9 +130,49 @@ class PrefixCache:
         self.hits += n
         return head(self.kv, n), n
 
-    def store(self, embeds: torch.Tensor, kv: KV) -> None:
-        self.embeds, self.kv = embeds.detach(), kv
-
     @property
     def nbytes(self) -> int:
         return nbytes(self.kv) + (0 if self.embeds is None else self.embeds.nbytes)
+
+    def store(self, embeds: torch.Tensor, kv: KV) -> None:
+        self.embeds, self.kv = embeds.detach(), kv
+        BUDGET.stored(self)
+
+    def drop(self) -> None:
+        """Forget the KV (not the backend's `extra`): the next turn runs its whole prompt."""
+        self.embeds, self.kv = None, None
+
+
+class Budget:
+    """Keeps the bytes of all live PrefixCaches under `limit`, dropping the least recently stored."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self.sizes: OrderedDict[int, int] = OrderedDict()  # id(cache) -> bytes, least recent first
+        self.refs: dict[int, weakref.ref] = {}
+        self.total = 0
+        self.lock = threading.RLock()  # re-entrant: a weakref callback may run inside `stored` (GC)
+
+    def stored(self, cache: PrefixCache) -> None:
+        key, size = id(cache), cache.nbytes
+        with self.lock:
+            self.total += size - self.sizes.pop(key, 0)
+            self.sizes[key] = size
+            if key not in self.refs:
+                self.refs[key] = weakref.ref(cache, lambda _, key=key: self._forget(key))
+            while self.total > self.limit and len(self.sizes) > 1:
+                old = next(iter(self.sizes))
+                if old == key:
+                    break
+                self.total -= self.sizes.pop(old)
+                victim = self.refs.pop(old)()
+                if victim is not None:
+                    victim.drop()
+
+    def _forget(self, key: int) -> None:  # the session (and its cache) was garbage-collected
+        with self.lock:
+            self.total -= self.sizes.pop(key, 0)
+            self.refs.pop(key, None)
+
+
+BUDGET = Budget(int(os.environ.get("VQA_CHAT_KV_BUDGET_MB", "2048")) * 2**20)

@@ -112,7 +112,7 @@ def setup(cfg: BenchConfig) -> Setup:
 
 
 def followups(cfg: BenchConfig, s: Setup) -> list[Row]:
-    """1. TTFT of turn 1 and turn N, ours (both modes) vs naive; optionally the pinned mode's accuracy."""
+    """1. TTFT of turn 1 and turn N, ours (both modes) vs naive."""
     from vqa_chat.datasets import load_image
 
     settings = GenerationSettings()  # the app's defaults
@@ -142,16 +142,20 @@ def followups(cfg: BenchConfig, s: Setup) -> list[Row]:
         Row(sec, f"TTFT turn {n}, exact", exact_n, "ms", naive_n, f"naive turn {n}", "<= 0.5x",
             exact_n <= 0.5 * naive_n),
     ]  # fmt: skip
-    if cfg.accuracy:
-        from vqa_chat.evaluate import greedy_settings
-
-        convs = easy_vqa_conversations(cfg.accuracy, cfg.turns, skip=100)  # not the timed images
-        acc = M.conversation_accuracy(s.exact, s.pinned, convs, greedy_settings())
-        rows += [
-            Row(sec, "easy-VQA accuracy, turns 2+, pinned", acc["pinned"], "%", acc["exact"], "exact"),
-            Row(sec, "easy-VQA accuracy, turns 2+, exact", acc["exact"], "%", acc["alone"], "asked alone"),
-        ]
     return rows
+
+
+def accuracy(cfg: BenchConfig, s: Setup) -> list[Row]:
+    """The accuracy cost of pinned image tokens: follow-up answers of easy-VQA conversations (last: slow)."""
+    from vqa_chat.evaluate import greedy_settings
+
+    convs = easy_vqa_conversations(cfg.accuracy, cfg.turns, skip=100)  # not the timed images
+    acc = M.conversation_accuracy(s.exact, s.pinned, convs, greedy_settings())
+    sec = "follow-ups"
+    return [
+        Row(sec, "easy-VQA accuracy, turns 2+, pinned", acc["pinned"], "%", acc["exact"], "exact"),
+        Row(sec, "easy-VQA accuracy, turns 2+, exact", acc["exact"], "%", acc["alone"], "asked alone"),
+    ]
 
 
 def streaming(cfg: BenchConfig, s: Setup) -> list[Row]:
@@ -226,6 +230,9 @@ def run(cfg: BenchConfig) -> tuple[list[Row], dict]:
         print("int8 ...", file=sys.stderr, flush=True)
         more, extra = int8(cfg, s)
         rows += more
+    if cfg.accuracy:
+        print("accuracy of follow-ups ...", file=sys.stderr, flush=True)
+        rows += accuracy(cfg, s)
     meta = {
         "machine": machine(), "model": s.exact.model_id, "device": cfg.device,
         "dtype": str(next(s.exact.model.lm.parameters()).dtype).replace("torch.", ""),
