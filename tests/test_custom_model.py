@@ -22,7 +22,8 @@ PLAIN = GenerationSettings(max_new_tokens=6, plain=True)
 
 def tiny_model(parts, **overrides) -> VisionLanguageModel:
     torch.manual_seed(0)
-    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0)
+    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
+                    mp_text_pos=True, mp_product=True)  # fmt: skip
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return VisionLanguageModel(cfg)
@@ -49,8 +50,23 @@ def test_connector_output_shapes(tiny_vlm_parts, kind, n_tokens):
         assert attention is None
 
 
-def test_loss_is_only_on_answer_tokens(tiny_vlm_parts):
+def test_question_product_and_positions_are_optional(tiny_vlm_parts):
     model = tiny_model(tiny_vlm_parts)
+    names = {n for n, _ in model.connector.named_parameters()}
+    assert {"text_pos", "image_gate.1.weight", "text_gate.1.weight"} <= names
+    old = tiny_model(tiny_vlm_parts, mp_text_pos=False, mp_product=False)  # configs from before these fields
+    old_names = {n for n, _ in old.connector.named_parameters()}
+    assert not any(n.startswith(("text_pos", "image_gate", "text_gate", "text_pool")) for n in old_names)
+    patches = model.vision.encode(images(1))
+    prompts = ["Question: is there a red shape? Answer:", "Question: is there a blue shape? Answer:"]
+    ids, mask = tokenize(model.tokenizer, prompts, None, "cpu")
+    tokens, _ = model.image_tokens(patches.expand(2, -1, -1), ids, mask)
+    assert not torch.allclose(tokens[0], tokens[1])  # the question reaches the image tokens
+
+
+@pytest.mark.parametrize("image_last", [False, True])
+def test_loss_is_only_on_answer_tokens(tiny_vlm_parts, image_last):
+    model = tiny_model(tiny_vlm_parts, lm_image_last=image_last)
     patches = model.vision.encode(images())
     prompts, answers = (
         ["Question: what color is it? Answer:", "Question: and? Answer:"],
@@ -63,8 +79,12 @@ def test_loss_is_only_on_answer_tokens(tiny_vlm_parts):
     image, _ = model.image_tokens(patches, p_ids, p_mask)
     losses = []
     for b in range(2):
-        ids = torch.cat([p_ids[b][p_mask[b].bool()], t_ids[b][t_mask[b].bool()]])
-        embeds = torch.cat([image[b], model.embed(ids)])[None]
+        prompt, target = p_ids[b][p_mask[b].bool()], t_ids[b][t_mask[b].bool()]
+        ids = torch.cat([prompt, target])
+        if image_last:  # [prompt][image tokens][answer]
+            embeds = torch.cat([model.embed(prompt), image[b], model.embed(target)])[None]
+        else:  # [image tokens][prompt][answer]
+            embeds = torch.cat([image[b], model.embed(ids)])[None]
         logits = model.lm(inputs_embeds=embeds).logits[0]
         n = int(t_mask[b].sum())
         losses.append(F.cross_entropy(logits[-n - 1 : -1], ids[-n:], reduction="sum"))
@@ -79,20 +99,21 @@ def test_a_few_steps_lower_the_loss(tiny_vlm_parts):
     inputs = tokenize(model.tokenizer, prompts, ["red", "blue", "green", "yellow"], "cpu")
     optimizer = torch.optim.AdamW(model.connector.parameters(), lr=3e-3)
     first = None
-    for _ in range(40):
+    for _ in range(60):
         loss = model(patches, *inputs)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         first = first if first is not None else loss.item()
-    assert loss.item() < 0.5 * first
+    assert loss.item() < 0.6 * first
 
 
 def test_only_the_connector_is_trained(tiny_vlm_parts):
     model = tiny_model(tiny_vlm_parts)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trained and all(n.startswith("connector.") for n in trained)
-    assert set(model.trainable_state_dict()) == trained
+    buffers = {f"connector.{n}" for n, _ in model.connector.named_buffers()}  # batch-norm statistics
+    assert set(model.trainable_state_dict()) == trained | buffers
 
 
 def test_save_then_load_gives_identical_outputs(tiny_vlm_parts, tmp_path):
@@ -111,8 +132,9 @@ def test_save_then_load_gives_identical_outputs(tiny_vlm_parts, tmp_path):
     assert torch.equal(model.image_tokens(patches, ids, mask)[0], loaded.image_tokens(patches, ids, mask)[0])
 
 
-def test_backend_stream_equals_generate_and_batch(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+@pytest.mark.parametrize("image_last", [False, True])
+def test_backend_stream_equals_generate_and_batch(tiny_vlm_parts, image_last):
+    backend = CustomBackend(tiny_model(tiny_vlm_parts, lm_image_last=image_last))
     image = images(1)[0]
     patches = backend.encode_image(image)
     prompt = "Question: what color is the car? Answer:"

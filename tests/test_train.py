@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
+import torch
 from PIL import Image
 
 from vqa_chat import train
-from vqa_chat.training_data import build_examples, easy_vqa_description
+from vqa_chat.stage1 import IGNORE, AnswerHead, answer_vocabulary
+from vqa_chat.training_data import build_examples, contrast_twin, easy_vqa_attributes, easy_vqa_description
 
 
 def write_captions(folder):
@@ -62,3 +65,45 @@ def test_easy_vqa_descriptions_come_from_the_annotations():
     examples = build_examples(records, describe=True)
     assert [e.target for e in examples] == ["red", "A red triangle on a light background."]
     assert examples[1].prompt == "Question: Describe this image in detail. Answer:"
+
+
+def test_contrast_twins_flip_the_answer_and_hide_the_prior():
+    qas = [("what is the blue shape?", "rectangle"), ("is there a red shape?", "no"),
+           ("does the image not contain a rectangle?", "no"),
+           ("is there a blue shape in the image?", "yes")]  # fmt: skip
+    assert easy_vqa_attributes(qas) == ("blue", "rectangle")
+    rng = random.Random(0)
+
+    def twin(question, answer):
+        return contrast_twin(question, answer, "blue", "rectangle", rng)
+
+    assert twin("is there a red shape?", "no") == ("is there a blue shape?", "yes")
+    assert twin("does the image not contain a rectangle?", "no")[1] == "yes"
+    question, answer = twin("is there a blue shape in the image?", "yes")
+    assert answer == "no" and question.startswith("is there a ") and "blue" not in question
+    assert twin("what color is the shape?", "blue") is None
+    records = [{"image": "a.png", "question": q, "answers": [a] * 10,
+                "answer_type": "yes/no" if a in ("yes", "no") else "shape"} for q, a in qas]  # fmt: skip
+    examples = build_examples(records, describe=False, contrast=True)
+    yes_no = [e for e in examples if e.answer_type == "yes/no"]
+    assert len(yes_no) == 6 and sum(e.target == "yes" for e in yes_no) == 3
+
+
+def test_answer_head_ignores_unknown_targets():
+    head = AnswerHead(answer_vocabulary(["yes", "no", "yes", "red"], 2), dim=8)
+    assert head.answers == ["yes", "no"]
+    assert head.labels(["no", "red"], "cpu").tolist() == [1, IGNORE]
+    tokens = torch.randn(2, 3, 8)
+    assert torch.isfinite(head.loss(tokens, ["no", "red"]))
+    assert head.loss(tokens, ["red", "blue"]).item() == 0.0
+    assert head.predict(tokens)[0] in ("yes", "no")
+
+
+def test_two_stages_classifier_first_then_the_lm(tmp_path, tiny_vlm_parts, monkeypatch):
+    monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
+    write_captions(tmp_path)
+    run(tmp_path, tiny_vlm_parts, "max_steps=5", "stage1_steps=3", "stage1_batch_size=4")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [s for s, _ in history["eval"]] == [3, 5]  # the end of each stage is evaluated
+    assert train.lr_at(0, train.load_config(None, ["stage1_steps=10", "warmup_steps=2"])) == 5e-4
+    assert train.lr_at(10, train.load_config(None, ["stage1_steps=10", "warmup_steps=2"])) == 5e-4

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
+from vqa_chat.stage1 import AnswerHead, answer_vocabulary
 from vqa_chat.training_data import FeatureCache, build_examples, load_split, with_past_turn
 
 
@@ -32,15 +33,20 @@ class TrainConfig:
     train_split: str = "train"  # split to train on
     eval_split: str = "test"  # split for periodic evaluation
     describe: bool = True  # easy-VQA: one "describe" example per image ("A blue circle on a light ...")
+    contrast: bool = False  # easy-VQA: add a twin with the other answer to every yes/no question
     followup_every: int = 5  # every N-th step trains follow-ups (an earlier Q/A about the image first)
     out_dir: str = "runs/custom"  # checkpoints, history, curves
     export_dir: str = ""  # final model (config.json + model.safetensors); "" = out_dir/final
+    stage1_steps: int = 0  # first stage: steps training the Q-Former with an answer classifier, no LM
+    stage1_batch_size: int = 256  # examples per first-stage step (they cost no LM pass)
+    stage1_answers: int = 1000  # classes of the first stage's classifier: the most frequent targets
+    stage1_weight: float = 1.0  # weight of the classifier's loss in the second stage (keeps its skill)
     batch_size: int = 32  # examples per optimizer step (before accumulation)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW weight decay
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to lr * 0.05
-    max_steps: int = 3000  # optimizer steps
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to lr * 0.05 (in each stage)
+    max_steps: int = 3000  # optimizer steps, both stages together
     max_minutes: float = 0.0  # >0: stop (and save) after this much training time
     eval_every: int = 250  # steps between evaluations
     eval_limit: int = 500  # held-out questions per periodic evaluation
@@ -74,9 +80,13 @@ def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Warm-up then cosine decay, restarted at the second stage."""
+    first = step < cfg.stage1_steps
+    length = cfg.stage1_steps if first else cfg.max_steps - cfg.stage1_steps
+    step = step if first else step - cfg.stage1_steps
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, length - cfg.warmup_steps)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -96,15 +106,20 @@ def tokenize(tokenizer, prompts: list[str], targets: list[str] | None, device):
 
 
 @torch.no_grad()
-def evaluate(model: VisionLanguageModel, examples, features, limit: int, batch_size: int = 64) -> dict:
-    """Exact-match accuracy (= official VQA accuracy when the ten annotators agree) per answer type."""
+def evaluate(model: VisionLanguageModel, examples, features, limit: int, head=None, batch_size=64) -> dict:
+    """Exact-match accuracy (= official VQA accuracy when the ten annotators agree) per answer type:
+    of the generated answers, or of the first stage's classifier `head` if given."""
     model.eval()
     examples = examples[:limit]
     right, total = {}, {}
     for i in range(0, len(examples), batch_size):
         batch = examples[i : i + batch_size]
         patches = features.get([e.image for e in batch]).to(model.device)
-        answers = model.generate(patches, [e.prompt for e in batch], max_new_tokens=8)
+        if head is None:
+            answers = model.generate(patches, [e.prompt for e in batch], max_new_tokens=8)
+        else:
+            ids, mask = tokenize(model.tokenizer, [e.prompt for e in batch], None, model.device)
+            answers = head.predict(model.image_tokens(patches, ids, mask)[0])
         for e, a in zip(batch, answers):
             for key in ("all", e.answer_type):
                 total[key] = total.get(key, 0) + 1
@@ -113,7 +128,7 @@ def evaluate(model: VisionLanguageModel, examples, features, limit: int, batch_s
     return {k: round(100 * right[k] / total[k], 2) for k in total}
 
 
-def save_checkpoint(model, optimizer, step, history, cfg: TrainConfig) -> None:
+def save_checkpoint(model, head, optimizer, step, history, cfg: TrainConfig) -> None:
     folder = os.path.join(cfg.out_dir, "checkpoint")
     tmp = folder + ".tmp"
     model.save_pretrained(tmp)
@@ -121,6 +136,7 @@ def save_checkpoint(model, optimizer, step, history, cfg: TrainConfig) -> None:
         "step": step,
         "optimizer": optimizer.state_dict(),
         "history": history,
+        "head": head.state_dict(),
         "rng": torch.get_rng_state(),
     }
     torch.save(state, os.path.join(tmp, "trainer_state.pt"))
@@ -182,46 +198,60 @@ def main(argv: list[str] | None = None) -> None:
     with open(os.path.join(cfg.out_dir, "train_config.json"), "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
-    train = build_examples(load_split(cfg.dataset, cfg.train_split, cfg.data_dir), cfg.describe)
+    train = build_examples(load_split(cfg.dataset, cfg.train_split, cfg.data_dir), cfg.describe, cfg.contrast)
     held_out = build_examples(load_split(cfg.dataset, cfg.eval_split, cfg.data_dir), describe=False)
     random.Random(cfg.seed + 1).shuffle(held_out)
     features = FeatureCache(model.vision, [e.image for e in train + held_out])
     by_image = {}
     for e in train:
         by_image.setdefault(e.image, []).append(e)
+    head = AnswerHead(answer_vocabulary([e.target for e in train], cfg.stage1_answers), model.cfg.lm_dim)
+    head.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     print(
         f"{len(train):,} training examples, {len(held_out):,} held out; "
         f"{sum(p.numel() for p in params) / 1e6:.2f}M trained parameters; device {device}, {cfg.precision}"
     )
+    params += list(head.parameters())  # trained in the first stage only, never exported
 
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, {"loss": [], "eval": []}
     if state:
         optimizer.load_state_dict(state["optimizer"])
+        head.load_state_dict(state["head"])
         step, history = state["step"], state["history"]
         torch.set_rng_state(state["rng"])
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    micro = cfg.batch_size // cfg.grad_accum
     model.connector.train()
     start, bar = time.time(), tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True)
     while step < cfg.max_steps:
+        first = step < cfg.stage1_steps
+        batch_size = cfg.stage1_batch_size if first else cfg.batch_size
         rng = random.Random(cfg.seed * 1000 + step)  # the batch depends on (seed, step) only: resumable
-        batch_all = [train[i] for i in rng.sample(range(len(train)), cfg.batch_size)]
+        batch_all = [train[i] for i in rng.sample(range(len(train)), batch_size)]
         if cfg.followup_every and step % cfg.followup_every == cfg.followup_every - 1:
             batch_all = [with_past_turn(e, by_image[e.image], rng) for e in batch_all]
         t0, total_loss = time.time(), 0.0
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, cfg)
+        micro = batch_size // cfg.grad_accum
         for k in range(cfg.grad_accum):
             batch = batch_all[k * micro : (k + 1) * micro]
             patches = features.get([e.image for e in batch]).to(device)
-            inputs = tokenize(model.tokenizer, [e.prompt for e in batch], [e.target for e in batch], device)
+            prompts, targets = [e.prompt for e in batch], [e.target for e in batch]
             with torch.autocast(
                 device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                loss = model(patches, *inputs) / cfg.grad_accum
+                if first:  # the classifier reads the image tokens; the LM is not run
+                    image = model.image_tokens(patches, *tokenize(model.tokenizer, prompts, None, device))[0]
+                    loss = head.loss(image, targets) / cfg.grad_accum
+                else:
+                    inputs = tokenize(model.tokenizer, prompts, targets, device)
+                    loss, image = model(patches, *inputs, return_image=True)
+                    if cfg.stage1_steps and cfg.stage1_weight:
+                        loss = loss + cfg.stage1_weight * head.loss(image, targets)
+                    loss = loss / cfg.grad_accum
             scaler.scale(loss).backward()
             total_loss += loss.item()
         scaler.unscale_(optimizer)
@@ -234,19 +264,21 @@ def main(argv: list[str] | None = None) -> None:
         history["loss"].append((step, total_loss))
         bar.update(1)
         bar.set_postfix(
+            stage=1 if first else 2,
             loss=f"{total_loss:.4f}",
             lr=f"{lr_at(step, cfg):.1e}",
             s_step=f"{dt:.2f}",
-            ex_s=f"{cfg.batch_size / dt:.1f}",
+            ex_s=f"{batch_size / dt:.1f}",
         )
         out_of_time = cfg.max_minutes > 0 and (time.time() - start) / 60 > cfg.max_minutes
-        if step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time:
-            acc = evaluate(model, held_out, features, cfg.eval_limit)
+        if step % cfg.eval_every == 0 or step in (cfg.stage1_steps, cfg.max_steps) or out_of_time:
+            acc = evaluate(model, held_out, features, cfg.eval_limit, head if first else None)
             history["eval"].append((step, acc))
-            tqdm.write(f"step {step}: held-out accuracy {json.dumps(acc)}")
+            kind = "classifier (stage 1)" if first else "answers"
+            tqdm.write(f"step {step}: held-out accuracy of the {kind} {json.dumps(acc)}")
             plot_curves(history, os.path.join(cfg.out_dir, "curves.png"))
         if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
-            save_checkpoint(model, optimizer, step, history, cfg)
+            save_checkpoint(model, head, optimizer, step, history, cfg)
         if out_of_time:
             tqdm.write(f"stopping after {cfg.max_minutes} minutes")
             break

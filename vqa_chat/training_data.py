@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from vqa_chat.model.language_model import cache_dir
 from vqa_chat.prompts import load_prompt
 
 SHAPES = ("circle", "rectangle", "triangle")
+COLORS = ("red", "green", "blue", "yellow", "teal", "brown", "gray", "black")
 
 
 @dataclass
@@ -52,8 +54,8 @@ def load_split(dataset: str, split: str, data_dir: str = "") -> list[dict]:
     return datasets.load(dataset, split, data_dir)
 
 
-def easy_vqa_description(qas: list[tuple[str, str]]) -> str | None:
-    """'A blue rectangle on a light background.' from one easy-VQA image's questions and answers."""
+def easy_vqa_attributes(qas: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(colour, shape) of one easy-VQA image, read from its questions and answers."""
     shape = colour = None
     for question, answer in qas:
         words = question.rstrip("?").split()
@@ -64,11 +66,38 @@ def easy_vqa_description(qas: list[tuple[str, str]]) -> str | None:
         elif words[0] == "what" and "color" in words:  # "what color is the circle?" -> blue
             colour = answer
             shape = shape or next((w for w in words if w in SHAPES), None)
+    return colour, shape
+
+
+def easy_vqa_description(qas: list[tuple[str, str]]) -> str | None:
+    """'A blue rectangle on a light background.' from one easy-VQA image's questions and answers."""
+    colour, shape = easy_vqa_attributes(qas)
     return f"A {colour} {shape} on a light background." if shape and colour else None
 
 
-def build_examples(records: list[dict], describe: bool) -> list[Example]:
-    """One example per question (or caption), plus one "describe" example per easy-VQA image if asked."""
+def contrast_twin(question: str, answer: str, colour: str, shape: str, rng) -> tuple[str, str] | None:
+    """The same yes/no question about another colour or shape, so its answer flips.
+
+    easy-VQA's yes/no questions mostly name an absent colour or shape ("is there a red shape?" is "no" for
+    7 of 8 images), so the question alone predicts the answer for most of them and a model can stop
+    there. With a twin that names the image's own colour or shape (or, if it did, another one), the
+    question alone no longer tells the answer: the model has to look.
+    """
+    if answer not in ("yes", "no"):
+        return None
+    words = question.rstrip("?").split()
+    for i, w in enumerate(words):
+        kind, truth = (COLORS, colour) if w in COLORS else (SHAPES, shape) if w in SHAPES else (None, None)
+        if kind and truth:
+            other = truth if w != truth else rng.choice([k for k in kind if k != truth])
+            twin = " ".join(words[:i] + [other] + words[i + 1 :]) + "?"
+            return twin, "no" if answer == "yes" else "yes"
+    return None
+
+
+def build_examples(records: list[dict], describe: bool, contrast: bool = False, seed=0) -> list[Example]:
+    """One example per question (or caption), plus, for easy-VQA if asked, one "describe" example per
+    image and a contrast twin per yes/no question (`contrast_twin`)."""
     question = load_prompt("question")
     describe_question = load_prompt("describe")
     describe_prompt = question.format(question=describe_question)
@@ -84,11 +113,16 @@ def build_examples(records: list[dict], describe: bool) -> list[Example]:
                     r["question"])
         )
         by_image[r["image"]].append((r["question"], answer))
-    if describe:
-        for image, qas in by_image.items():
-            text = easy_vqa_description(qas)
-            if text:
-                examples.append(Example(image, describe_prompt, text, "describe", describe_question))
+    rng = random.Random(seed)
+    for image, qas in by_image.items():
+        text = easy_vqa_description(qas) if describe else None
+        if text:
+            examples.append(Example(image, describe_prompt, text, "describe", describe_question))
+        colour, shape = easy_vqa_attributes(qas) if contrast else (None, None)
+        for q, a in qas if colour and shape else ():
+            twin = contrast_twin(q, a, colour, shape, rng)
+            if twin:
+                examples.append(Example(image, question.format(question=twin[0]), twin[1], "yes/no", twin[0]))
     return examples
 
 

@@ -123,8 +123,7 @@ class CustomBackend(Backend):
             image, _ = self.model.image_tokens(patches_on, text.input_ids, text.attention_mask)
             extra.update(patches=patches, image=image)  # image tokens [1, Q, D]
         ids = self.tokenizer([prompt], return_tensors="pt").input_ids.to(self.model.device)  # [1, P]
-        embeds = torch.cat([extra["image"], self.model.embed(ids)], dim=1)  # [1, Q + P, D]
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        embeds, mask = self.model.lm_inputs(extra["image"], ids, torch.ones_like(ids))  # [1, Q + P, D]
         return embeds, mask, [ids[0].tolist()]
 
     def generate_batch(

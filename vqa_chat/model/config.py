@@ -28,6 +28,9 @@ class VLMConfig:
     mp_heads: int = 6  # attention heads in the Q-Former
     mp_cross_every: int = 2  # cross-attention frequency, as in BLIP-2
     mp_question: bool = True  # InstructBLIP-style: the question's tokens enter the Q-Former's self-attention
+    mp_text_tokens: int = 32  # the Q-Former reads at most the prompt's last this many tokens
+    mp_text_pos: bool = False  # learned positions (from the prompt's end) for the question's tokens
+    mp_product: bool = False  # add the pooled image times the question to the queries (see qformer.py)
     mp_dropout: float = 0.1  # dropout inside the connector during training
 
     # language model (frozen)
@@ -36,6 +39,7 @@ class VLMConfig:
     )
     lm_dim: int = 0  # hidden size of the LM (filled in from the LM)
     lm_sha256: str = ""  # checksum of the LM weights the connector was trained on
+    lm_image_last: bool = False  # image tokens after the prompt, right before the answer (else before it)
     lm_lora_rank: int = 0  # >0 adds LoRA adapters (peft) to the LM's q/v projections
 
     @classmethod

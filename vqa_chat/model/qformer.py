@@ -78,6 +78,23 @@ class QFormer(nn.Module):
         self.image_in = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
         self.image_pos = nn.Parameter(torch.zeros(1, cfg.vit_grid**2, D))  # where each patch is
         self.text_in = nn.Linear(cfg.lm_dim, D) if cfg.mp_question else None
+        # position of each question token counted from the prompt's end (prompts are left-padded), so the
+        # queries can tell the current question from earlier turns and "not" from where it stands
+        self.text_pos = None
+        if cfg.mp_question and cfg.mp_text_pos:
+            self.text_pos = nn.Parameter(torch.zeros(1, cfg.mp_text_tokens, D))
+        # question x image product: "is there a red shape?" asks whether the question's colour and the
+        # image's agree, a product of the two. Attention and MLPs only add their inputs, and learn such a
+        # product after a long plateau; this product of the pooled image and the question, added to every
+        # query, makes it a few hundred steps
+        if cfg.mp_question and cfg.mp_product:
+            self.image_gate = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
+            self.text_pool = nn.Linear(D, 1)  # which of the question's tokens the product listens to
+            # batch-normalised: what all prompts share ("Question: ... Answer:") is removed and the words
+            # that differ remain at full scale (with a layer norm, learning is several times slower)
+            self.text_gate = nn.Sequential(nn.BatchNorm1d(D), nn.Linear(D, D))
+        else:
+            self.image_gate = None
         self.blocks = nn.ModuleList(
             QFormerBlock(D, cfg.mp_heads, cfg.mp_dropout, cross=i % cfg.mp_cross_every == 0)
             for i in range(cfg.mp_layers)
@@ -92,10 +109,21 @@ class QFormer(nn.Module):
         over the patches averaged over heads, layers and queries [B, N].
         """
         B, n_queries = image.shape[0], self.queries.shape[1]
-        image = self.image_in(image) + self.image_pos  # [B, N, D]
+        patches = image
+        image = self.image_in(patches) + self.image_pos  # [B, N, D]
         x = self.queries.expand(B, -1, -1)  # [B, Q, D]
         if self.text_in is not None and text is not None:
-            x = torch.cat([x, self.text_in(text)], dim=1)  # [B, Q + L, D]
+            text = self.text_in(text)  # [B, L, D]
+            if self.text_pos is not None:
+                text = text + self.text_pos[:, -text.shape[1] :]
+            if self.image_gate is not None:
+                scores = self.text_pool(text).squeeze(-1)  # [B, L]
+                if text_mask is not None:
+                    scores = scores.masked_fill(~text_mask.bool(), torch.finfo(scores.dtype).min)
+                question = (scores.softmax(-1)[..., None] * text).sum(1)  # [B, D]
+                fused = self.image_gate(patches.mean(1)) * self.text_gate(question)  # [B, D]
+                x = x + fused[:, None]  # [B, Q, D]
+            x = torch.cat([x, text], dim=1)  # [B, Q + L, D]
         else:
             text_mask = None
         maps = []

@@ -1,7 +1,8 @@
 """Our vision-language model: frozen image encoder -> trained connector -> frozen causal LM.
 
     image --VisionEncoder--> patches [B, N, C] --connector--> image tokens [B, Q, D]
-    LM input = [image tokens][prompt tokens][answer tokens]; loss only on the answer tokens.
+    LM input = [image tokens][prompt tokens][answer tokens], or with `lm_image_last`
+    [prompt tokens][image tokens][answer tokens]; loss only on the answer tokens.
 
 A checkpoint holds only the trained parts (`model.safetensors`) and `config.json`, which also names the
 frozen parts and their sha256, so a folder of a few MB rebuilds the whole model.
@@ -20,8 +21,6 @@ from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.language_model import load_language_model
 from vqa_chat.model.modality_projector import build_connector
 from vqa_chat.model.vision_encoder import VisionEncoder
-
-TEXT_TOKENS = 32  # the Q-Former sees at most the prompt's last 32 tokens (the current question)
 
 
 class VisionLanguageModel(nn.Module):
@@ -47,6 +46,7 @@ class VisionLanguageModel(nn.Module):
                 r=cfg.lm_lora_rank, lora_alpha=2 * cfg.lm_lora_rank, target_modules=["q_proj", "v_proj"]
             )
             self.lm = get_peft_model(self.lm, lora)
+        self.eval()  # inference by default (batch norm's running statistics, no dropout); train.py opts in
 
     @property
     def device(self) -> torch.device:
@@ -59,18 +59,28 @@ class VisionLanguageModel(nn.Module):
         """patches [B, N, C] (+ the prompt's last tokens for the Q-Former) -> image tokens [B, Q, D], map."""
         text = None
         if self.cfg.mp_question and text_ids is not None:
-            text_ids, text_mask = text_ids[:, -TEXT_TOKENS:], text_mask[:, -TEXT_TOKENS:]
+            last = self.cfg.mp_text_tokens
+            text_ids, text_mask = text_ids[:, -last:], text_mask[:, -last:]
             text = self.embed(text_ids).float()  # [B, L, D]
         dtype = self.lm.get_input_embeddings().weight.dtype
         tokens, attention = self.connector(patches.float(), text, text_mask, return_attention)
         return tokens.to(dtype), attention
 
-    def lm_inputs(self, image, ids, mask):
-        """[image tokens][text] with every row's padding moved to the front: (embeds, attention mask)."""
-        embeds = torch.cat([image, self.embed(ids)], dim=1)  # [B, Q + T, D]
-        mask = torch.cat([torch.ones(image.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)
+    def lm_inputs(self, image, ids, mask, target_ids=None, target_mask=None):
+        """[image tokens][prompt] (or [prompt][image tokens] with `lm_image_last`), then the targets if given,
+        with every row's padding moved to the front: (embeds [B, T, D], attention mask [B, T])."""
+        ones = torch.ones(image.shape[:2], dtype=mask.dtype, device=mask.device)  # [B, Q]
+        text = self.embed(ids)  # [B, P, D]
+        if self.cfg.lm_image_last:
+            parts, masks = [text, image.to(text.dtype)], [mask, ones]
+        else:
+            parts, masks = [image.to(text.dtype), text], [ones, mask]
+        if target_ids is not None:
+            parts.append(self.embed(target_ids))  # [B, A, D]
+            masks.append(target_mask)
+        embeds, mask = torch.cat(parts, dim=1), torch.cat(masks, dim=1)  # [B, T, D], [B, T]
         order = mask.argsort(dim=1, stable=True)  # pads (0) first, then tokens in their order
-        embeds = embeds.gather(1, order[..., None].expand_as(embeds))  # [B, Q + T, D]
+        embeds = embeds.gather(1, order[..., None].expand_as(embeds))  # [B, T, D]
         return embeds, mask.gather(1, order)
 
     @torch.no_grad()
@@ -90,14 +100,13 @@ class VisionLanguageModel(nn.Module):
         )
         return [a.strip() for a in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
-    def forward(self, patches, prompt_ids, prompt_mask, target_ids, target_mask):
-        """Teacher-forced loss on the targets only.
+    def forward(self, patches, prompt_ids, prompt_mask, target_ids, target_mask, return_image=False):
+        """Teacher-forced loss on the targets only (and the image tokens if `return_image`).
 
         prompt_ids/mask: [B, P] left-padded; target_ids/mask: [B, A] right-padded (answer + EOS).
         """
         image, _ = self.image_tokens(patches, prompt_ids, prompt_mask)  # [B, Q, D]
-        ids = torch.cat([prompt_ids, target_ids], dim=1)  # [B, P + A]
-        embeds, mask = self.lm_inputs(image, ids, torch.cat([prompt_mask, target_mask], dim=1))
+        embeds, mask = self.lm_inputs(image, prompt_ids, prompt_mask, target_ids, target_mask)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
         hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)[0]
         # Targets are right-padded, so after moving pads to the front a row's targets are not at a fixed
@@ -110,7 +119,8 @@ class VisionLanguageModel(nn.Module):
         )
         keep = target_mask.bool()
         logits = self.lm.get_output_embeddings()(hidden[keep])  # [n_targets, V]: lm_head only where needed
-        return F.cross_entropy(logits.float(), target_ids[keep])
+        loss = F.cross_entropy(logits.float(), target_ids[keep])
+        return (loss, image) if return_image else loss
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         state = {f"connector.{k}": v for k, v in self.connector.state_dict().items()}

@@ -1,0 +1,50 @@
+"""The first training stage: teach the Q-Former to read the image for the question, before the LM.
+
+BLIP-2 trains its Q-Former in two stages: first with the frozen image encoder alone (representation
+learning), then with the frozen LM (generative learning). Our first stage is a simpler version of that
+idea: an answer classifier on the image tokens (their mean over the queries) learns the training set's
+most frequent answers, with the question inside the Q-Former (`mp_question`). It needs no pass through
+the LM, so a CPU step takes a fraction of a second instead of seconds, and the second stage only has to
+teach the LM to read what the queries already know. The head exists only in training; it is not part of
+the exported model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE = -100  # label of a target that is not among the head's answers
+
+
+def answer_vocabulary(targets: list[str], size: int) -> list[str]:
+    """The `size` most frequent training targets (answers, and descriptions where they repeat)."""
+    return [t for t, _ in Counter(targets).most_common(size)]
+
+
+class AnswerHead(nn.Module):
+    def __init__(self, answers: list[str], dim: int):
+        super().__init__()
+        self.answers = list(answers)
+        self.index = {a: i for i, a in enumerate(self.answers)}
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, len(self.answers))
+
+    def labels(self, targets: list[str], device) -> torch.Tensor:
+        return torch.tensor([self.index.get(t, IGNORE) for t in targets], device=device)  # [B]
+
+    def forward(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(image_tokens.float().mean(1)))  # [B, Q, D] -> [B, K]
+
+    def loss(self, image_tokens: torch.Tensor, targets: list[str]) -> torch.Tensor:
+        labels = self.labels(targets, image_tokens.device)
+        if (labels == IGNORE).all():
+            return image_tokens.sum() * 0.0  # nothing to learn from this batch
+        return F.cross_entropy(self(image_tokens), labels, ignore_index=IGNORE)
+
+    @torch.no_grad()
+    def predict(self, image_tokens: torch.Tensor) -> list[str]:
+        return [self.answers[i] for i in self(image_tokens).argmax(-1).tolist()]
