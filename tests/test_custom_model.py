@@ -33,7 +33,8 @@ def images(n=2):
     return [Image.new("RGB", (40, 40), c) for c in ["red", "blue", "green", "yellow"][:n]]
 
 
-@pytest.mark.parametrize("kind, n_tokens", [("qformer", 4), ("linear", 9), ("mlp", 9)])
+# qformer: 4 queries + the question x image product token (mp_product); early fusion: one token per patch
+@pytest.mark.parametrize("kind, n_tokens", [("qformer", 5), ("linear", 9), ("mlp", 9)])
 def test_connector_output_shapes(tiny_vlm_parts, kind, n_tokens):
     model = tiny_model(tiny_vlm_parts, mp_type=kind)
     patches = model.vision.encode(images())

@@ -149,7 +149,7 @@ def save_checkpoint(model, head, optimizer, step, history, cfg: TrainConfig) -> 
         shutil.rmtree(folder + ".old")
 
 
-def plot_curves(history: dict, path: str) -> None:
+def plot_curves(history: dict, path: str, stage1_steps: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,12 +162,17 @@ def plot_curves(history: dict, path: str) -> None:
         k = 20
         smooth = [sum(losses[i - k : i]) / k for i in range(k, len(losses) + 1)]
         ax1.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
-    ax1.set(xlabel="step", ylabel="answer-token loss", yscale="log", title="training loss")
+    ax1.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
     ax1.legend()
     for key in sorted({k for _, acc in history["eval"] for k in acc}):
         pts = [(s, acc[key]) for s, acc in history["eval"] if key in acc]
         ax2.plot(*zip(*pts), marker="o", label=key)
     ax2.set(xlabel="step", ylabel="accuracy (%)", title="held-out accuracy", ylim=(0, 100))
+    if stage1_steps:  # stage 1 scores the classifier (loss: classifier), stage 2 the generated answers
+        for ax in (ax1, ax2):
+            ax.axvline(stage1_steps, color="gray", ls="--", lw=0.8)
+        ax2.text(stage1_steps, 3, " stage 2: the LM answers", color="gray", fontsize=8)
+        ax2.text(stage1_steps, 3, "stage 1: classifier ", color="gray", fontsize=8, ha="right")
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
             history["eval"].append((step, acc))
             kind = "classifier (stage 1)" if first else "answers"
             tqdm.write(f"step {step}: held-out accuracy of the {kind} {json.dumps(acc)}")
-            plot_curves(history, os.path.join(cfg.out_dir, "curves.png"))
+            plot_curves(history, os.path.join(cfg.out_dir, "curves.png"), cfg.stage1_steps)
         if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
             save_checkpoint(model, head, optimizer, step, history, cfg)
         if out_of_time:
@@ -287,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     model.save_pretrained(export)
     with open(os.path.join(cfg.out_dir, "history.json"), "w") as f:
         json.dump(history, f)
-    plot_curves(history, os.path.join(cfg.out_dir, "curves.png"))
+    plot_curves(history, os.path.join(cfg.out_dir, "curves.png"), cfg.stage1_steps)
     print(f"saved {export}; curves in {os.path.join(cfg.out_dir, 'curves.png')}")
 
 

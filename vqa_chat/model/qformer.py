@@ -85,10 +85,11 @@ class QFormer(nn.Module):
             self.text_pos = nn.Parameter(torch.zeros(1, cfg.mp_text_tokens, D))
         # question x image product: "is there a red shape?" asks whether the question's colour and the
         # image's agree, a product of the two. Attention and MLPs only add their inputs, and learn such a
-        # product after a long plateau; this product of the pooled image and the question, added to every
-        # query, makes it a few hundred steps
+        # product after a long plateau; the product of the pooled image and the question, through an MLP,
+        # becomes one more image token
         if cfg.mp_question and cfg.mp_product:
             self.image_gate = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
+            self.fused_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
             self.text_pool = nn.Linear(D, 1)  # which of the question's tokens the product listens to
             # batch-normalised: what all prompts share ("Question: ... Answer:") is removed and the words
             # that differ remain at full scale (with a layer norm, learning is several times slower)
@@ -122,7 +123,8 @@ class QFormer(nn.Module):
                     scores = scores.masked_fill(~text_mask.bool(), torch.finfo(scores.dtype).min)
                 question = (scores.softmax(-1)[..., None] * text).sum(1)  # [B, D]
                 fused = self.image_gate(patches.mean(1)) * self.text_gate(question)  # [B, D]
-                x = x + fused[:, None]  # [B, Q, D]
+                x = torch.cat([x, self.fused_mlp(fused)[:, None]], dim=1)  # [B, Q + 1, D]
+                n_queries += 1
             x = torch.cat([x, text], dim=1)  # [B, Q + L, D]
         else:
             text_mask = None
