@@ -63,8 +63,8 @@
       if (words && b.getAttribute('aria-label') !== 'Image: ' + words) b.setAttribute('aria-label', 'Image: ' + words);
     }
     for (const b of document.querySelectorAll('#chat button:not([aria-label])')) {  // pictures in the chat
-      const img = b.querySelector('img');
-      if (!b.textContent.trim() && img) b.setAttribute('aria-label', 'Enlarge picture: ' + (img.alt || 'image'));
+      const img = b.querySelector('img');  // (may not be there yet while the picture loads)
+      if (!b.textContent.trim()) b.setAttribute('aria-label', 'Enlarge picture: ' + (img?.alt || 'image'));
     }
     for (const log of document.querySelectorAll('#chat [role="log"], #chat [aria-live]')) {
       if (log.getAttribute('aria-live') !== 'off') log.setAttribute('aria-live', 'off');
@@ -74,6 +74,11 @@
       if (window.vqaContrastSaved()) document.body.classList.add('vqa-hc');
     }
   };
-  const start = () => { setup(); setInterval(setup, 500); };
+  let queued = false;  // also right after Gradio changes the page, not only every 500 ms
+  const soon = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; setup(); }); } };
+  const start = () => {
+    setup(); setInterval(setup, 500);
+    new MutationObserver(soon).observe(document.body, {childList: true, subtree: true});
+  };
   if (document.body) start(); else document.addEventListener('DOMContentLoaded', start);
 })();
