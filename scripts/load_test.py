@@ -9,7 +9,8 @@ It starts `app.py` on 127.0.0.1 (or uses --url), then:
    question tagged with its session; then every session's /history must hold exactly its own questions and
    the answers /ask returned (no leaks), and a few sessions are replayed alone: greedy answers under load
    must equal the answers of the session alone;
-3. the same load again (after /reset), to see whether memory keeps growing (RSS after each round);
+3. the same load again (after /reset): memory must not keep growing (RSS after round 2 at most
+   --rss-growth-mb above round 1);
 4. busy: a burst of 3 x (max batch + max waiting) long answers at once: the engine's waiting line fills
    and the rest must get the clear "busy" message, not an error or a hang.
 Prints one JSON summary; exits 1 if any check failed.
@@ -48,6 +49,7 @@ class Config:
     max_waiting: int = 8  # ... and answers allowed to wait; sessions <= both together, so no one is busy
     replay: int = 3  # sessions replayed alone to compare answers
     burst_tokens: int = 200
+    rss_growth_mb: float = 64.0  # memory is "stable" if round 2 ends at most this far above round 1
     timeout: float = 600.0
 
 
@@ -60,6 +62,7 @@ class Summary:
     rss_mb: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     burst: dict[str, int] = field(default_factory=dict)
+    memory_stable: bool | None = None  # None: RSS not measured (--url)
     ok: bool = False
 
 
@@ -159,7 +162,7 @@ def run_turns(sessions: list[Session], turns: range, summary: Summary) -> None:
         list(pool.map(one, sessions))
 
 
-def burst(cfg: Config, url: str, image: str, backend: str) -> dict[str, int]:
+def burst(cfg: Config, url: str, image: str, backend: str, summary: Summary) -> dict[str, int]:
     """3 x capacity long answers at once: the first ones are served, the rest must hear "busy"."""
     n = 3 * (cfg.max_batch + cfg.max_waiting)
     clients = [Client(url, verbose=False) for _ in range(n)]
@@ -173,6 +176,9 @@ def burst(cfg: Config, url: str, image: str, backend: str) -> dict[str, int]:
             key = "answered"
         except Exception as e:
             key = "busy" if "busy" in str(e).lower() else "other_errors"
+            if key == "other_errors":
+                with lock:
+                    summary.errors.append(f"burst: {type(e).__name__}: {e}")
         with lock:
             counts[key] += 1
 
@@ -212,7 +218,7 @@ def run(cfg: Config) -> Summary:
                 s.reset()
                 alone = [s.ask(t) for t in range(cfg.turns)]
                 summary.mismatches_alone += sum(a != b for a, b in zip(under_load, alone))
-            summary.burst = burst(cfg, url, images[0], backend)
+            summary.burst = burst(cfg, url, images[0], backend, summary)
             for s in sessions:  # still serving normally after the burst
                 s.reset()
             run_turns(sessions[:2], range(2), summary)
@@ -221,6 +227,10 @@ def run(cfg: Config) -> Summary:
                 app.terminate()
                 app.wait(30)
     clean = not summary.errors and not summary.leaks and summary.mismatches_alone == 0
+    if summary.rss_mb:  # the same load twice: the second round must not need more memory than the first
+        growth = summary.rss_mb["after round 2"] - summary.rss_mb["after round 1"]
+        summary.memory_stable = growth <= cfg.rss_growth_mb
+        clean = clean and summary.memory_stable
     summary.ok = clean and summary.burst.get("busy", 0) > 0 and summary.burst.get("other_errors", 1) == 0
     return summary
 

@@ -45,7 +45,7 @@ class Faulty:
 def served(tiny_blip2_dir, monkeypatch):
     backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
     faulty = Faulty(backend.model.language_model)
-    backend.scheduler.lm = faulty
+    backend.scheduler.lm = backend.scheduler.decode_lm = faulty  # prefill and decode steps
     monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: backend)
     backends.set_backend("blip2", backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)

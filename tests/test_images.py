@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 import zlib
 
@@ -226,3 +227,13 @@ def test_file_object_input():
     assert im.getpixel((0, 0)) == (1, 2, 3)
     with pytest.raises(ImageError):
         load_image(io.BytesIO(b"nope"))
+
+
+def test_a_file_still_being_written_is_read_once_complete(tmp_path):
+    # gradio re-saves uploads non-atomically: a concurrent request can see the file empty for a moment
+    data = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(data, "PNG")
+    path = tmp_path / "image.png"
+    path.write_bytes(b"")
+    threading.Timer(0.08, path.write_bytes, [data.getvalue()]).start()
+    assert load_image(str(path)).getpixel((0, 0)) == (255, 0, 0)

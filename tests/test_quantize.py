@@ -1,4 +1,4 @@
-"""int8 dynamic quantization of the LM (CPU) and the weight bytes a decode step reads."""
+"""int8 dynamic quantization of the LM's decode steps (CPU) and the weight bytes a decode step reads."""
 
 from __future__ import annotations
 
@@ -19,18 +19,25 @@ def backends(tiny_blip2_dir):
     return fp32, int8
 
 
-def test_int8_swaps_every_linear_of_the_lm_only(backends):
+def test_int8_decodes_with_a_copy_whose_every_linear_is_int8(backends):
     fp32, int8 = backends
-    lm = int8.model.language_model
-    assert is_int8(lm) and not is_int8(fp32.model.language_model)
-    assert not any(type(m) is torch.nn.Linear for m in lm.modules())
+    lm, decoder = int8.model.language_model, int8.scheduler.decode_lm
+    assert is_int8(decoder) and not is_int8(lm) and fp32.scheduler.decode_lm is fp32.model.language_model
+    assert not any(type(m) is torch.nn.Linear for m in decoder.modules())
     assert any(type(m) is torch.nn.Linear for m in int8.model.qformer.modules())  # vision side untouched
+    # the prompt is prefilled in fp32 by the LM; the copy shares its embedding table
+    assert decoder.get_input_embeddings().weight is lm.get_input_embeddings().weight
+
+
+def test_int8_needs_the_batched_engine():
+    with pytest.raises(ModelLoadError, match="batched"):
+        resolve_device(BackendOptions(device="cpu", quantize="int8", engine="generate"))
 
 
 def test_int8_reads_about_a_quarter_of_the_linear_bytes(backends):
     fp32, int8 = backends
     full = weight_bytes_per_token(fp32.model.language_model)
-    small = weight_bytes_per_token(int8.model.language_model)
+    small = weight_bytes_per_token(int8.scheduler.decode_lm)
     assert 0.2 * full < small < 0.5 * full
     linear = torch.nn.Linear(64, 32)
     assert weight_bytes_per_token(linear) == (64 * 32 + 32) * 4
@@ -44,7 +51,7 @@ def test_int8_logits_stay_close_and_answers_stream(backends):
     with torch.no_grad():
         embeds, _ = fp32._prompt_embeds(fp32.encode_image(image), prompt)
         a = fp32.model.language_model(inputs_embeds=embeds[None]).logits[0, -1]
-        b = int8.model.language_model(inputs_embeds=embeds[None]).logits[0, -1]
+        b = int8.scheduler.decode_lm(inputs_embeds=embeds[None]).logits[0, -1]
     assert torch.cosine_similarity(a, b, dim=0) > 0.98
     answer = "".join(int8.stream(int8.encode_image(image), prompt, GenerationSettings(8, plain=True)))
     assert answer.strip()

@@ -100,8 +100,9 @@ class Generation:
 class Scheduler:
     """Batches the decoding of all chats on one causal LM (one instance per loaded backend)."""
 
-    def __init__(self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64):
+    def __init__(self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None):
         self.lm, self.tokenizer = lm, tokenizer
+        self.decode_lm = decode_lm or lm  # decode steps (an int8 copy with --quantize int8); prefill: lm
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.eos = eos_ids(lm)
         self.top_k = getattr(getattr(lm, "generation_config", None), "top_k", None) or 50
@@ -234,8 +235,8 @@ class Scheduler:
         for i, r in enumerate(rows):
             mask[i, L - r.n_real :] = 1  # its own positions and the new one; zeros on its padding
         positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
-        out = self.lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
-                      use_cache=True)  # fmt: skip
+        out = self.decode_lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
+                             use_cache=True)  # fmt: skip
         self.steps += 1
         logits = out.logits[:, -1]  # [B, V]
         keep = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import IO
 
 import numpy as np
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_SIDE = 1024  # longest side after loading; the vision encoders resize to 224-384 px anyway
 MAX_PIXELS = 64_000_000  # declared width x height above this is refused before decoding (bomb guard)
 MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MB
+SETTLE_TRIES, SETTLE_SECONDS = 6, 0.05  # reads of a file that may still be being written, and the wait
 
 
 class ImageError(ValueError):
@@ -38,6 +40,22 @@ def load_image(
     flattened) are appended to `notes` when a list is given.
     """
     notes = [] if notes is None else notes
+    if isinstance(source, (str, os.PathLike)):
+        # Gradio re-saves an upload into its cache without an atomic rename (truncate, then write), so a
+        # request may find the file of an identical picture half-written: read again a few times first.
+        for _ in range(SETTLE_TRIES - 1):
+            found: list[str] = []
+            try:
+                image = _open(source, max_side, found)
+            except ImageError:
+                time.sleep(SETTLE_SECONDS)
+                continue
+            notes.extend(found)
+            return image
+    return _open(source, max_side, notes)
+
+
+def _open(source, max_side: int, notes: list[str]) -> Image.Image:
     _check_file(source)
     try:
         with Image.open(source) as im:

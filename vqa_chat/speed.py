@@ -4,7 +4,8 @@ CPU (what this repository's numbers are measured on):
 - `engine="batched"` (default): our scheduler (batching.py) decodes all sessions' answers together and
   reuses each session's conversation prefix KV cache (kv.py). `engine="generate"`: one transformers
   `generate` call per answer, no reuse (the baseline the benchmark compares against).
-- `quantize="int8"`: dynamic int8 Linear layers (quantize.py).
+- `quantize="int8"`: the batched engine decodes with an int8 copy of the LM (dynamic int8 Linear layers,
+  quantize.py); prompts are still prefilled in fp32.
 
 GPU (switchable, not measured here: this machine has no GPU):
 - `dtype="float16"|"bfloat16"`: half-precision weights and KV cache (the default on CUDA is fp16).
@@ -43,12 +44,17 @@ def use_scheduler(options: BackendOptions) -> bool:
     return importlib.util.find_spec("spaces") is None  # ZeroGPU: GPU only inside spaces.GPU calls
 
 
-def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
-    """int8 quantization (CPU) or static cache + torch.compile (GPU) on a loaded LM, in place."""
+def decoder(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
+    """The module the batched engine decodes with: an int8 copy of `lm` (CPU) or `lm` itself."""
     if options.quantize == "int8":
-        from vqa_chat.quantize import quantize_int8
+        from vqa_chat.quantize import int8_decoder
 
-        quantize_int8(lm)
+        return int8_decoder(lm)
+    return lm
+
+
+def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
+    """Static cache + torch.compile (GPU) on a loaded LM, in place."""
     if options.compile:
         lm.generation_config.cache_implementation = "static"
         lm.forward = torch.compile(lm.forward, mode="reduce-overhead", fullgraph=True)

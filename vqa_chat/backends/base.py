@@ -67,6 +67,8 @@ def resolve_device(options: BackendOptions) -> tuple[str, torch.dtype]:
     if options.quantize == "int8":
         if on_gpu:
             raise ModelLoadError("int8 dynamic quantization runs on the CPU; on a GPU use 8bit or 4bit.")
+        if options.engine != "batched":
+            raise ModelLoadError("int8 quantizes the batched engine's decode steps; use engine batched.")
     elif options.quantize is not None:
         if options.quantize not in ("8bit", "4bit"):
             raise ModelLoadError(f"Unknown quantization {options.quantize!r}; choose 8bit, 4bit or int8.")

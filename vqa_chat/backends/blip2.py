@@ -57,7 +57,8 @@ class Blip2Backend(Backend):
         self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
         if speed.use_scheduler(options):
             lm = model.language_model
-            self.scheduler = Scheduler(lm, self.tokenizer, options.max_batch, options.max_waiting)
+            self.scheduler = Scheduler(lm, self.tokenizer, options.max_batch, options.max_waiting,
+                                       decode_lm=speed.decoder(lm, options))  # fmt: skip
 
     def new_state(self) -> PrefixCache | None:
         """The image tokens come first and do not depend on the prompt, so a follow-up turn reuses the KV

@@ -54,7 +54,8 @@ class CustomBackend(Backend):
         self.pin_image_tokens = options.image_tokens == "first"
         self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
         if speed.use_scheduler(options):
-            self.scheduler = Scheduler(model.lm, self.tokenizer, options.max_batch, options.max_waiting)
+            self.scheduler = Scheduler(model.lm, self.tokenizer, options.max_batch, options.max_waiting,
+                                       decode_lm=speed.decoder(model.lm, options))  # fmt: skip
 
     def new_state(self) -> PrefixCache | None:
         return PrefixCache() if self.scheduler is not None else None

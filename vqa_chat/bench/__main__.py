@@ -196,13 +196,14 @@ def sessions(cfg: BenchConfig, s: Setup) -> list[Row]:
 def int8(cfg: BenchConfig, s: Setup) -> tuple[list[Row], dict]:
     """4. int8 vs fp32 decode speed, both against the memory-bandwidth bound."""
     bandwidth = M.read_bandwidth(cfg.bandwidth_mb)
-    q = CustomBackend.load(replace(s.options, quantize="int8"))
-    fp32_bytes, int8_bytes = weight_bytes_per_token(s.exact.model.lm), weight_bytes_per_token(q.model.lm)
+    q = CustomBackend(s.exact.model, s.exact.model_id, replace(s.options, quantize="int8"))  # same model
+    fp32_bytes = weight_bytes_per_token(s.exact.model.lm)
+    int8_bytes = weight_bytes_per_token(q.scheduler.decode_lm)
     fp32_rate = M.decode_rate(s.exact, s.patches[0], s.prompts[0], cfg.tokens, cfg.repeats)
-    int8_rate = M.decode_rate(q, q.encode_image(s.images[0]), s.prompts[0], cfg.tokens, cfg.repeats)
+    int8_rate = M.decode_rate(q, s.patches[0], s.prompts[0], cfg.tokens, cfg.repeats)
     settings = GenerationSettings()
-    same = sum(s.exact.generate(p, prompt, settings) == q.generate(q.encode_image(im), prompt, settings)
-               for p, prompt, im in zip(s.patches, s.prompts, s.images))  # fmt: skip
+    same = sum(s.exact.generate(p, prompt, settings) == q.generate(p, prompt, settings)
+               for p, prompt in zip(s.patches, s.prompts))  # fmt: skip
     sec, rate = "int8", "decode tokens/s (batch 1)"
     rows = [
         Row(sec, "memory read bandwidth", bandwidth / 1e9, "GB/s"),
