@@ -9,8 +9,9 @@ It starts `app.py` on 127.0.0.1 (or uses --url), then:
    question tagged with its session; then every session's /history must hold exactly its own questions and
    the answers /ask returned (no leaks), and a few sessions are replayed alone: greedy answers under load
    must equal the answers of the session alone;
-3. the same load again (after /reset): memory must not keep growing (RSS after round 2 at most
-   --rss-growth-mb above round 1);
+3. the same load again (after /reset), --rounds times in all: memory must not keep growing (RSS after
+   the last round at most --rss-growth-mb above the round before; the first round fills caches and
+   allocator pools);
 4. busy: a burst of 3 x (max batch + max waiting) long answers at once: the engine's waiting line fills
    and the rest must get the clear "busy" message, not an error or a hang.
 Prints one JSON summary; exits 1 if any check failed.
@@ -49,7 +50,8 @@ class Config:
     max_waiting: int = 8  # ... and answers allowed to wait; sessions <= both together, so no one is busy
     replay: int = 3  # sessions replayed alone to compare answers
     burst_tokens: int = 200
-    rss_growth_mb: float = 64.0  # memory is "stable" if round 2 ends at most this far above round 1
+    rounds: int = 3  # the same load this many times (after /reset), RSS read after each
+    rss_growth_mb: float = 64.0  # "stable": the last round ends at most this far above the one before
     timeout: float = 600.0
 
 
@@ -201,8 +203,8 @@ def run(cfg: Config) -> Summary:
             summary.seconds["warm-up"] = round(time.perf_counter() - t0, 1)
             if app:
                 summary.rss_mb["after warm-up"] = rss_mb(app.pid)
-            for round_ in (1, 2):
-                if round_ == 2:
+            for round_ in range(1, cfg.rounds + 1):
+                if round_ > 1:
                     for s in sessions:
                         s.reset()
                     run_turns(sessions, range(1), summary)
@@ -227,8 +229,9 @@ def run(cfg: Config) -> Summary:
                 app.terminate()
                 app.wait(30)
     clean = not summary.errors and not summary.leaks and summary.mismatches_alone == 0
-    if summary.rss_mb:  # the same load twice: the second round must not need more memory than the first
-        growth = summary.rss_mb["after round 2"] - summary.rss_mb["after round 1"]
+    if summary.rss_mb and cfg.rounds > 1:  # the same load again must not need more memory than before
+        rss = summary.rss_mb
+        growth = rss[f"after round {cfg.rounds}"] - rss[f"after round {cfg.rounds - 1}"]
         summary.memory_stable = growth <= cfg.rss_growth_mb
         clean = clean and summary.memory_stable
     summary.ok = clean and summary.burst.get("busy", 0) > 0 and summary.burst.get("other_errors", 1) == 0

@@ -99,6 +99,16 @@ def test_answer_head_ignores_unknown_targets():
     assert head.predict(tokens)[0] in ("yes", "no")
 
 
+def test_answer_head_reads_the_product_token_directly():
+    head = AnswerHead(["yes", "no"], dim=8, last=True)
+    tokens = torch.randn(2, 3, 8)
+    changed = tokens.clone()
+    changed[:, -1] += 5.0 * torch.randn(2, 8)  # only the last (product) token differs
+    assert not torch.allclose(head(tokens), head(changed))
+    head.loss(tokens, ["yes", "no"]).backward()
+    assert head.last[1].weight.grad.abs().sum() > 0
+
+
 def test_two_stages_classifier_first_then_the_lm(tmp_path, tiny_vlm_parts, monkeypatch):
     monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
     write_captions(tmp_path)

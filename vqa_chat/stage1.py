@@ -26,18 +26,24 @@ def answer_vocabulary(targets: list[str], size: int) -> list[str]:
 
 
 class AnswerHead(nn.Module):
-    def __init__(self, answers: list[str], dim: int):
+    """Answer logits from the mean of the image tokens and, with `last`, from the last token alone (the
+    Q-Former's question x image product token, `mp_product`), so the product gets its own direct signal."""
+
+    def __init__(self, answers: list[str], dim: int, last: bool = False):
         super().__init__()
         self.answers = list(answers)
         self.index = {a: i for i, a in enumerate(self.answers)}
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, len(self.answers))
+        self.last = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, len(self.answers))) if last else None
 
     def labels(self, targets: list[str], device) -> torch.Tensor:
         return torch.tensor([self.index.get(t, IGNORE) for t in targets], device=device)  # [B]
 
     def forward(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.norm(image_tokens.float().mean(1)))  # [B, Q, D] -> [B, K]
+        x = image_tokens.float()  # [B, Q, D]
+        logits = self.proj(self.norm(x.mean(1)))  # [B, K]
+        return logits if self.last is None else logits + self.last(x[:, -1])  # [B, K]
 
     def loss(self, image_tokens: torch.Tensor, targets: list[str]) -> torch.Tensor:
         labels = self.labels(targets, image_tokens.device)

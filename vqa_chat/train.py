@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     by_image = {}
     for e in train:
         by_image.setdefault(e.image, []).append(e)
-    head = AnswerHead(answer_vocabulary([e.target for e in train], cfg.stage1_answers), model.cfg.lm_dim)
+    answers = answer_vocabulary([e.target for e in train], cfg.stage1_answers)
+    head = AnswerHead(answers, model.cfg.lm_dim, last=model.cfg.mp_product)
     head.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     print(

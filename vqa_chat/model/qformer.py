@@ -85,8 +85,11 @@ class QFormer(nn.Module):
             self.text_pos = nn.Parameter(torch.zeros(1, cfg.mp_text_tokens, D))
         # question x image product: "is there a red shape?" asks whether the question's colour and the
         # image's agree, a product of the two. Attention and MLPs only add their inputs, and learn such a
-        # product after a long plateau; the product of the pooled image and the question, through an MLP,
-        # becomes one more image token
+        # product after a long plateau. So the question picks patches (one attention over the image), and
+        # what they show times the question, through an MLP, becomes one more image token, appended after
+        # the blocks (the last one: right before the answer with `lm_image_last`, and read directly by the
+        # first training stage's classifier). The mean of all patches instead of the question's pick stays
+        # on the plateau.
         if cfg.mp_question and cfg.mp_product:
             self.image_gate = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
             self.fused_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
@@ -103,6 +106,13 @@ class QFormer(nn.Module):
         self.ln_out = nn.LayerNorm(D)
         self.proj = nn.Linear(D, cfg.lm_dim)
 
+    def pool_question(self, text, text_mask):
+        """The question's tokens [B, L, D] -> one vector [B, D], weighted by learned scores."""
+        scores = self.text_pool(text).squeeze(-1)  # [B, L]
+        if text_mask is not None:
+            scores = scores.masked_fill(~text_mask.bool(), torch.finfo(scores.dtype).min)
+        return (scores.softmax(-1)[..., None] * text).sum(1)  # [B, D]
+
     def forward(self, image, text=None, text_mask=None, return_weights=False):
         """image: [B, N, C] patch tokens; text: [B, L, lm_dim] question embeddings (or None).
 
@@ -117,14 +127,6 @@ class QFormer(nn.Module):
             text = self.text_in(text)  # [B, L, D]
             if self.text_pos is not None:
                 text = text + self.text_pos[:, -text.shape[1] :]
-            if self.image_gate is not None:
-                scores = self.text_pool(text).squeeze(-1)  # [B, L]
-                if text_mask is not None:
-                    scores = scores.masked_fill(~text_mask.bool(), torch.finfo(scores.dtype).min)
-                question = (scores.softmax(-1)[..., None] * text).sum(1)  # [B, D]
-                fused = self.image_gate(patches.mean(1)) * self.text_gate(question)  # [B, D]
-                x = torch.cat([x, self.fused_mlp(fused)[:, None]], dim=1)  # [B, Q + 1, D]
-                n_queries += 1
             x = torch.cat([x, text], dim=1)  # [B, Q + L, D]
         else:
             text_mask = None
@@ -133,6 +135,13 @@ class QFormer(nn.Module):
             x, weights = block(x, image, n_queries, text_mask, return_weights)
             if weights is not None:
                 maps.append(weights.mean(dim=(1, 2)))  # [B, N]
-        out = self.proj(self.ln_out(x[:, :n_queries]))  # [B, Q, lm_dim]
+        x = x[:, :n_queries]  # [B, Q, D]
+        if self.image_gate is not None and text is not None:
+            question = self.text_gate(self.pool_question(text, text_mask))  # [B, D]
+            scores = (image @ question[..., None]).squeeze(-1) / question.shape[-1] ** 0.5  # [B, N]
+            seen = (scores.softmax(-1)[..., None] * patches).sum(1)  # [B, C]: the patches it points at
+            fused = self.image_gate(seen) * question  # [B, D]
+            x = torch.cat([x, self.fused_mlp(fused)[:, None]], dim=1)  # [B, Q + 1, D]
+        out = self.proj(self.ln_out(x))  # [B, Q(+1), lm_dim]
         attention = torch.stack(maps).mean(0) if maps else None  # [B, N]
         return out, attention
