@@ -1,0 +1,73 @@
+"""Does serving chats leak memory on the model path? The load test's chats without Gradio, in one process.
+
+    python scripts/memory_probe.py [--backend custom] [--sessions 16] [--turns 5] [--rounds 6]
+
+Each round, every session (ChatSession, the app's own) asks its turns about its own picture, all sessions
+at once, then is reset. After each round it prints the process RSS and the live torch tensors (count and
+MB, after garbage collection): a leak on the model path shows as tensors that keep adding up, whatever the
+allocator does with RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vqa_chat.backends import BackendOptions, configure  # noqa: E402
+from vqa_chat.backends.base import GenerationSettings  # noqa: E402
+from vqa_chat.session import ChatSession  # noqa: E402
+
+
+def rss_mb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) // 1024
+
+
+def live_tensors() -> tuple[int, int]:
+    found = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+    return len(found), sum(t.nbytes for t in found) // 2**20
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="custom")
+    p.add_argument("--sessions", type=int, default=16)
+    p.add_argument("--turns", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--max-new-tokens", type=int, default=12)
+    args = p.parse_args(argv)
+    configure(args.backend, BackendOptions(image_tokens="first", max_batch=8, max_waiting=8))  # the app's
+    folder = Path(tempfile.mkdtemp())
+    pictures = []
+    for i in range(args.sessions):
+        color = ((37 * i) % 256, (91 * i + 60) % 256, (53 * i + 120) % 256)
+        pictures.append(str(folder / f"session{i:02d}.png"))
+        Image.new("RGB", (64, 64), color).save(pictures[-1])
+    sessions = [ChatSession() for _ in range(args.sessions)]
+    settings = GenerationSettings(args.max_new_tokens)
+
+    def chat(i: int) -> None:
+        for t in range(args.turns):
+            image, question = pictures[i] if t == 0 else None, f"[s{i:02d}] what is in the picture, part {t}?"
+            list(sessions[i].ask(image, question, args.backend, settings))
+
+    for r in range(1, args.rounds + 1):
+        with ThreadPoolExecutor(args.sessions) as pool:
+            list(pool.map(chat, range(args.sessions)))
+        for s in sessions:
+            s.reset()
+        gc.collect()
+        count, mb = live_tensors()
+        print(f"round {r}: RSS {rss_mb()} MB, live tensors {count} ({mb} MB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
