@@ -173,16 +173,15 @@ def burst(cfg: Config, url: str, image: str, backend: str, summary: Summary) -> 
 
     def one(client: Client) -> None:
         go.wait()
+        key, error = "answered", None
         try:
             client.predict(handle_file(image), "tell me all", backend, cfg.burst_tokens, api_name="/ask")
-            key = "answered"
         except Exception as e:
-            key = "busy" if "busy" in str(e).lower() else "other_errors"
-            if key == "other_errors":
-                with lock:
-                    summary.errors.append(f"burst: {type(e).__name__}: {e}")
+            key, error = ("busy", None) if "busy" in str(e).lower() else ("other_errors", e)
         with lock:
             counts[key] += 1
+            if error is not None:
+                summary.errors.append(f"burst: {type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(one, clients))

@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from load_test import make_images, question, rss_mb  # noqa: E402  (scripts/ is on sys.path)
+
 from vqa_chat.backends import BackendOptions, configure  # noqa: E402
 from vqa_chat.backends.base import GenerationSettings  # noqa: E402
 from vqa_chat.session import ChatSession  # noqa: E402
-
-
-def rss_mb() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) // 1024
 
 
 def live_tensors() -> tuple[int, int]:
@@ -45,19 +42,14 @@ def main(argv=None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=12)
     args = p.parse_args(argv)
     configure(args.backend, BackendOptions(image_tokens="first", max_batch=8, max_waiting=8))  # the app's
-    folder = Path(tempfile.mkdtemp())
-    pictures = []
-    for i in range(args.sessions):
-        color = ((37 * i) % 256, (91 * i + 60) % 256, (53 * i + 120) % 256)
-        pictures.append(str(folder / f"session{i:02d}.png"))
-        Image.new("RGB", (64, 64), color).save(pictures[-1])
+    pictures = make_images(args.sessions, Path(tempfile.mkdtemp()))  # the load test's own
     sessions = [ChatSession() for _ in range(args.sessions)]
     settings = GenerationSettings(args.max_new_tokens)
 
     def chat(i: int) -> None:
         for t in range(args.turns):
-            image, question = pictures[i] if t == 0 else None, f"[s{i:02d}] what is in the picture, part {t}?"
-            list(sessions[i].ask(image, question, args.backend, settings))
+            image = pictures[i] if t == 0 else None
+            list(sessions[i].ask(image, question(i, t), args.backend, settings))
 
     for r in range(1, args.rounds + 1):
         with ThreadPoolExecutor(args.sessions) as pool:
@@ -66,7 +58,7 @@ def main(argv=None) -> None:
             s.reset()
         gc.collect()
         count, mb = live_tensors()
-        print(f"round {r}: RSS {rss_mb()} MB, live tensors {count} ({mb} MB)", flush=True)
+        print(f"round {r}: RSS {rss_mb(os.getpid())} MB, live tensors {count} ({mb} MB)", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,13 +44,19 @@ def use_scheduler(options: BackendOptions) -> bool:
     return importlib.util.find_spec("spaces") is None  # ZeroGPU: GPU only inside spaces.GPU calls
 
 
-def decoder(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
-    """The module the batched engine decodes with: an int8 copy of `lm` (CPU) or `lm` itself."""
+def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
+    """The batched engine (batching.Scheduler) for `lm`, or None when answers use `generate` instead.
+    With `quantize="int8"` it decodes with an int8 copy of `lm` and prefills with `lm` itself."""
+    if not use_scheduler(options):
+        return None
+    from vqa_chat.batching import Scheduler
+
+    decode_lm = lm
     if options.quantize == "int8":
         from vqa_chat.quantize import int8_decoder
 
-        return int8_decoder(lm)
-    return lm
+        decode_lm = int8_decoder(lm)
+    return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm=decode_lm)
 
 
 def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:

@@ -20,7 +20,6 @@ from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip
 
 from vqa_chat import generation, speed
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
-from vqa_chat.batching import Scheduler
 from vqa_chat.kv import PrefixCache
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
@@ -54,11 +53,8 @@ class Blip2Backend(Backend):
         text_config = model.config.text_config  # OPT: 2048 positions
         self.context_length = getattr(text_config, "max_position_embeddings", None) or self.context_length
         options = options or BackendOptions()
-        self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
-        if speed.use_scheduler(options):
-            lm = model.language_model
-            self.scheduler = Scheduler(lm, self.tokenizer, options.max_batch, options.max_waiting,
-                                       decode_lm=speed.decoder(lm, options))  # fmt: skip
+        # the batched engine; None = one transformers `generate` per answer
+        self.scheduler = speed.engine(model.language_model, self.tokenizer, options)
 
     def new_state(self) -> PrefixCache | None:
         """The image tokens come first and do not depend on the prompt, so a follow-up turn reuses the KV

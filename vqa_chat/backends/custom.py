@@ -31,7 +31,6 @@ from transformers import BitsAndBytesConfig
 
 from vqa_chat import generation, speed
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
-from vqa_chat.batching import Scheduler
 from vqa_chat.kv import PrefixCache
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
@@ -53,10 +52,8 @@ class CustomBackend(Backend):
         if options.image_tokens not in ("question", "first"):
             raise ModelLoadError(f"Unknown image_tokens {options.image_tokens!r}; choose question or first.")
         self.pin_image_tokens = options.image_tokens == "first"
-        self.scheduler = None  # the batched engine; None = one transformers `generate` per answer
-        if speed.use_scheduler(options):
-            self.scheduler = Scheduler(model.lm, self.tokenizer, options.max_batch, options.max_waiting,
-                                       decode_lm=speed.decoder(model.lm, options))  # fmt: skip
+        # the batched engine; None = one transformers `generate` per answer
+        self.scheduler = speed.engine(model.lm, self.tokenizer, options)
 
     def new_state(self) -> PrefixCache | None:
         return PrefixCache() if self.scheduler is not None else None
