@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vqa_chat import allocator
 from vqa_chat import kv as kvlib
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.decoding import Sampler, TextStream, eos_ids
@@ -251,6 +252,8 @@ class Scheduler:
             self.active = [rows[i] for i in keep]
             if not keep:
                 self.cache = None
+                if not self.waiting:  # idle: hand the freed KV caches' pages back (allocator.py)
+                    allocator.release_free_memory()
             else:  # drop the finished rows and the padding columns no remaining row needs
                 batch = kvlib.from_cache(self.cache)
                 longest = max(r.n_real for r in self.active)
