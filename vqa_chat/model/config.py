@@ -30,7 +30,7 @@ class VLMConfig:
     mp_question: bool = True  # InstructBLIP-style: the question's tokens enter the Q-Former's self-attention
     mp_text_tokens: int = 32  # the Q-Former reads at most the prompt's last this many tokens
     mp_text_pos: bool = False  # learned positions (from the prompt's end) for the question's tokens
-    mp_product: bool = False  # one more image token: the pooled image times the question (see qformer.py)
+    mp_product: bool = False  # one more image token: the queries' mean times the question (see qformer.py)
     mp_dropout: float = 0.1  # dropout inside the connector during training
 
     # language model (frozen)

@@ -85,13 +85,13 @@ class QFormer(nn.Module):
             self.text_pos = nn.Parameter(torch.zeros(1, cfg.mp_text_tokens, D))
         # question x image product: "is there a red shape?" asks whether the question's colour and the
         # image's agree, a product of the two. Attention and MLPs only add their inputs, and learn such a
-        # product after a long plateau. So the question picks patches (one attention over the image), and
-        # what they show times the question, through an MLP, becomes one more image token, appended after
-        # the blocks (the last one: right before the answer with `lm_image_last`, and read directly by the
-        # first training stage's classifier). The mean of all patches instead of the question's pick stays
-        # on the plateau.
+        # product after a long plateau. So what the queries found (their mean after the blocks, where the
+        # colour and the shape can already be read out linearly) times the question, through an MLP, becomes
+        # one more image token (the last one: right before the answer with `lm_image_last`, and read
+        # directly by the first training stage's classifier). The same product on the raw patches (pooled,
+        # or picked by the question) stayed on the plateau or learned slowly.
         if cfg.mp_question and cfg.mp_product:
-            self.image_gate = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, D))
+            self.image_gate = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D))
             self.fused_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
             self.text_pool = nn.Linear(D, 1)  # which of the question's tokens the product listens to
             # batch-normalised: what all prompts share ("Question: ... Answer:") is removed and the words
@@ -120,8 +120,7 @@ class QFormer(nn.Module):
         over the patches averaged over heads, layers and queries [B, N].
         """
         B, n_queries = image.shape[0], self.queries.shape[1]
-        patches = image
-        image = self.image_in(patches) + self.image_pos  # [B, N, D]
+        image = self.image_in(image) + self.image_pos  # [B, N, D]
         x = self.queries.expand(B, -1, -1)  # [B, Q, D]
         if self.text_in is not None and text is not None:
             text = self.text_in(text)  # [B, L, D]
@@ -138,9 +137,7 @@ class QFormer(nn.Module):
         x = x[:, :n_queries]  # [B, Q, D]
         if self.image_gate is not None and text is not None:
             question = self.text_gate(self.pool_question(text, text_mask))  # [B, D]
-            scores = (image @ question[..., None]).squeeze(-1) / question.shape[-1] ** 0.5  # [B, N]
-            seen = (scores.softmax(-1)[..., None] * patches).sum(1)  # [B, C]: the patches it points at
-            fused = self.image_gate(seen) * question  # [B, D]
+            fused = self.image_gate(x.mean(1)) * question  # [B, D]
             x = torch.cat([x, self.fused_mlp(fused)[:, None]], dim=1)  # [B, Q + 1, D]
         out = self.proj(self.ln_out(x))  # [B, Q(+1), lm_dim]
         attention = torch.stack(maps).mean(0) if maps else None  # [B, N]
