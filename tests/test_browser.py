@@ -255,9 +255,11 @@ def test_stop_a_long_answer_with_escape(page, photo):
     question = page.get_by_label("Question", exact=True)
     question.fill("Tell me everything about it.")
     question.press("Enter")
-    page.wait_for_function(
-        """() => { const b = document.querySelectorAll('#chat [data-testid="bot"]');
-                   return b.length && b[b.length - 1].innerText.replace('…', '').trim().length > 5; }""",
+    page.wait_for_function(  # the answer itself is streaming (not a "Loading the backend…" note before it)
+        """() => { const sel = '#chat [data-testid="user"], #chat [data-testid="bot"]';
+                   const [q, a] = [...document.querySelectorAll(sel)].slice(-2);
+                   return q && q.dataset.testid === 'user' && q.innerText.includes('Tell me everything')
+                     && a.dataset.testid === 'bot' && a.innerText.replace('…', '').trim().length > 5; }""",
         timeout=TIMEOUT,
     )
     page.keyboard.press("Escape")

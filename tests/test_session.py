@@ -198,6 +198,20 @@ def test_stop_keeps_the_partial_answer(fake, picture):
     assert s.history()[-1]["answer"] == "w0 w1 w2"
 
 
+def test_stop_before_the_answer_begins(fake, picture):
+    """Stop pressed while the image is still being read (or the backend loads): no answer is generated."""
+    s = ChatSession()
+    steps = s.ask(picture(), "what is it?", "fake", GenerationSettings(max_new_tokens=1000))
+    assert next(steps) == "Looking at the image…" and s.pending is None
+    assert s.stop()
+    assert list(steps)[-1] == "Stopped."
+    turn = s.conversation.turns[-1]
+    assert turn.stopped and turn.answer == "" and fake["fake"].prompts == []
+    assert chat_messages(s)[-1]["content"] == "_(stopped)_" and not s.busy and s.stop_event is None
+    ask(s, None, "after")
+    assert s.history()[-1]["answer"] == "w0 w1 w2"
+
+
 def test_cancelled_request_keeps_the_partial_answer_and_stops_generation(fake, picture):
     s = ChatSession()
     ask(s, picture(), "warm up")

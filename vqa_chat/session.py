@@ -73,7 +73,7 @@ class ChatSession:
     embeds: dict[str, torch.Tensor] = field(default_factory=dict)  # backend -> image tokens of `image`
     kv: dict[str, object] = field(default_factory=dict)  # backend -> its conversation state (prefix KV cache)
     pending: Turn | None = None  # the turn being answered right now
-    stop_event: threading.Event | None = None  # set by stop(); exists only while generating
+    stop_event: threading.Event | None = None  # set by stop(); exists only while a question is being answered
     busy: bool = False
     last_backend: str | None = None
     thumbnails: list[str] = field(default_factory=list)
@@ -156,10 +156,11 @@ class ChatSession:
             if self.busy:
                 raise self.fail("I'm still answering the previous question. Wait for it, or press Stop.")
             self.busy = True
+            self.stop_event = threading.Event()  # Stop works from now on, while the backend loads, too
         try:
             yield from self._ask(image_source, question, backend, settings, mode)
         finally:
-            self.busy = False
+            self.busy, self.stop_event = False, None
 
     def regenerate(self, backend: str, settings: GenerationSettings) -> Iterator[str]:
         """Answer the last question again (replacing its answer when it is about the current image)."""
@@ -277,7 +278,7 @@ class ChatSession:
         turn = self.conversation.add_turn(question, backend_name)
         turn.prompt = prompt
         self.log.append(turn)
-        stop = threading.Event()
+        stop = self.stop_event or threading.Event()
         self.pending, self.stop_event = turn, stop
         yield "Answering…"
         last = time.monotonic()
@@ -286,7 +287,12 @@ class ChatSession:
             self.kv[backend_name] = new_state() if new_state else None
         state = {"state": self.kv[backend_name]} if self.kv[backend_name] is not None else {}
         try:
-            pieces = session_extras.answer_stream(backend, embeds, prompt, settings, stop, state, mode)
+            # stopped before the answer began (while loading or reading the image): no answer at all
+            pieces = (
+                iter(())
+                if stop.is_set()
+                else session_extras.answer_stream(backend, embeds, prompt, settings, stop, state, mode)
+            )
             for piece in pieces:
                 turn.answer += piece
                 if time.monotonic() - last >= UPDATE_INTERVAL:
