@@ -139,6 +139,8 @@ def test_backend_stream_equals_generate_and_batch(tiny_vlm_parts, image_last):
     image = images(1)[0]
     patches = backend.encode_image(image)
     prompt = "Question: what color is the car? Answer:"
+    embeds, _, ids = backend.inputs(patches, [prompt])
+    assert embeds.shape[1] == backend.num_image_tokens + len(ids[0])  # 4 queries + the product token
     for settings in (PLAIN, GenerationSettings(max_new_tokens=6)):
         streamed = "".join(backend.stream(patches, prompt, settings)).strip()
         assert streamed == backend.generate(patches, prompt, settings)
