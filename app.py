@@ -35,9 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--custom-model", default=None, help="custom model folder (default: bundled)")
     p.add_argument("--custom-quantize", default=None, choices=["int8"], help="int8 LM on the CPU")
     p.add_argument("--vllm-url", default=None, help="vLLM server (default: $VQA_CHAT_VLLM_URL or :8000/v1)")
-    p.add_argument("--custom-image-tokens", default="first", choices=["question", "first"],
-                   help="first (default): an image's first question sets the image tokens of its follow-ups, "
-                   "which reuse the prefix KV cache; question: new image tokens for every question")
+    p.add_argument("--custom-image-tokens", default="question", choices=["question", "first"],
+                   help="question (default): new image tokens for every question, as the model was trained; "
+                   "first: an image's first question sets the image tokens of its follow-ups")
     p.add_argument("--engine", default="batched", choices=["batched", "generate"],
                    help="batched: continuous batching + prefix KV reuse; generate: HF generate per answer")
     p.add_argument("--max-batch", type=int, default=16, help="answers decoded together (batched engine)")

@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--max-new-tokens", type=int, default=12)
     args = p.parse_args(argv)
-    configure(args.backend, BackendOptions(image_tokens="first", max_batch=8, max_waiting=8))  # the app's
+    configure(args.backend, BackendOptions(max_batch=8, max_waiting=8))  # the app's
     pictures = make_images(args.sessions, Path(tempfile.mkdtemp()))  # the load test's own
     sessions = [ChatSession() for _ in range(args.sessions)]
     settings = GenerationSettings(args.max_new_tokens)

@@ -42,9 +42,10 @@ def blip2_generate(tiny_blip2_dir):
     return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
 
 
-def tiny_custom(parts, **options) -> CustomBackend:
+def tiny_custom(parts, image_last=False, **options) -> CustomBackend:
     torch.manual_seed(0)
-    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0)
+    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
+                    lm_image_last=image_last)  # fmt: skip
     return CustomBackend(VisionLanguageModel(cfg), options=BackendOptions(**options))
 
 
@@ -99,6 +100,21 @@ def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm_part
     first = "".join(backend.stream(patches, prompt, settings, state=state))
     again = "".join(backend.stream(patches, prompt, settings, state=state))  # Regenerate: same input
     assert first == again and state.hits > 0
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=["plain", "defaults"])
+def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm_parts, settings):
+    """Image tokens right before the answer (the bundled model): a follow-up's LM input starts with the
+    previous turn's prompt, so its KV is reused, and the answers are the uncached ones."""
+    backend = tiny_custom(tiny_vlm_parts, image_last=True)
+    reference = tiny_custom(tiny_vlm_parts, image_last=True, engine="generate")
+    patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
+    state = backend.new_state()
+    cached, hits = conversation(backend, patches, settings, state)
+    assert cached == conversation(reference, patches, settings)[0]
+    reused = [b - a for a, b in zip([0, *hits], hits)]  # positions reused by each turn
+    previous = [len(backend.tokenizer(format_prompt([], q)).input_ids) for q in QUESTIONS]
+    assert reused[0] == 0 and reused[1] >= previous[0] - 1 and all(r > reused[1] for r in reused[2:])
 
 
 def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm_parts):

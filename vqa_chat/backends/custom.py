@@ -2,20 +2,20 @@
 
 The frozen image encoder runs once per image (`encode_image` returns its patch tokens [1, N, C]); every
 turn then runs the small connector on those patches (with the question, when the Q-Former reads it) and
-streams the frozen LM's answer after `[image tokens][prompt tokens]`. Default model: the bundled one in
-assets/custom-model, which runs offline on a CPU.
+streams the frozen LM's answer after `[image tokens][prompt tokens]` (or `[prompt tokens][image tokens]`).
+Default model: the bundled one in assets/custom-model, which runs offline on a CPU.
 
 Prefix KV reuse across turns, honestly: the Q-Former reads the prompt's last 32 tokens, so the image tokens
-(the first LM positions) change whenever the prompt does, and every position after them changes with
-them. With `image_tokens="question"` (the library's default, the way the model was trained) a follow-up can
-therefore reuse nothing of the LM's KV cache; only the image encoder's patches are reused (and a repeated
-prompt, e.g. Regenerate, reuses everything). With `image_tokens="first"` the image tokens are computed
-once per image, from the first question about it, and pinned for the follow-ups, exactly like BLIP-2's
-prompt-independent image tokens: then turn N runs only its new tokens. That is a different model input for
-follow-ups (their own question no longer steers the Q-Former), so the benchmark measures its accuracy
-cost: none on the bundled model (follow-ups of 20 easy-VQA conversations: 60.0 % either way), so the app
-uses it by default (`--custom-image-tokens first`). Connectors that ignore the prompt (`linear`, `mlp`,
-`mp_question=False`) get full reuse in either mode.
+change whenever the prompt does. With `image_tokens="question"` (the default, the way the model was
+trained) they are recomputed for every question. Where they sit decides what a follow-up can reuse: placed
+first (`lm_image_last=False`), every LM position after them changes, so a follow-up reuses nothing of the
+KV cache (a repeated prompt, e.g. Regenerate, reuses everything); placed right before the answer
+(`lm_image_last=True`, the bundled model), a follow-up reuses the whole conversation up to the previous
+question and runs only the last answer, the new question and the image tokens. With `image_tokens="first"`
+the image tokens are computed once per image, from the first question about it, and pinned for the
+follow-ups, like BLIP-2's prompt-independent image tokens; that is a different model input for follow-ups
+(their own question no longer steers the Q-Former), so the benchmark measures its accuracy cost. Connectors
+that ignore the prompt (`linear`, `mlp`, `mp_question=False`) get full reuse in either mode.
 """
 
 from __future__ import annotations
