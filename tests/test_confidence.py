@@ -14,6 +14,7 @@ from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.conversation import Turn
+from vqa_chat.prompts import load_prompt
 from vqa_chat.session import ChatSession
 from vqa_chat.ui import chat_messages
 
@@ -73,6 +74,9 @@ def test_calibration_file_round_trip(tmp_path, monkeypatch):
     assert not confidence.is_unsure("custom", None)
 
 
+QAS = [("what color is the shape?", "red"), ("what shape is in the image?", "circle"), ("is it red?", "yes")]
+
+
 def test_calibrate_command_on_a_tiny_model(tiny_vlm_parts, tmp_path, monkeypatch):
     from vqa_chat import backends
 
@@ -81,15 +85,27 @@ def test_calibrate_command_on_a_tiny_model(tiny_vlm_parts, tmp_path, monkeypatch
     Image.new("RGB", (40, 40), "red").save(image)
     records = [
         {"question_id": i, "image": str(image), "question": q, "answers": [a] * 10}
-        for i, (q, a) in enumerate([("what color?", "red"), ("what shape?", "circle"), ("is it red?", "yes")])
+        for i, (q, a) in enumerate(QAS[:2] + [("is it red?", "yes")])
     ]
     monkeypatch.setattr(calibrate, "load", lambda dataset, split, data_dir: records)
     monkeypatch.setattr(backends, "_loaded", {"custom": backend})
     out = tmp_path / "confidence.json"
     code = calibrate.main(["--backend", "custom", "--limit", "3", "--out", str(out), "--no-progress"])
     entry = json.loads(out.read_text())["custom"]
-    assert code == 0 and entry["questions"] == 3 and entry["statistic"] in ("mean", "min")
+    assert code == 0 and entry["questions"] == 3 + 1 and entry["statistic"] in ("mean", "min")  # + describe
     assert entry["dataset"] == "easy-vqa" and entry["split"] == "test"
+
+
+def test_calibration_also_describes_easy_vqa_images():
+    def record(i, image, question, answer):
+        return {"question_id": i, "image": image, "question": question, "answers": [answer] * 10}
+
+    records = [record(i, "a.png", q, a) for i, (q, a) in enumerate(QAS)] + [record(9, "b.png", *QAS[2])]
+    described = calibrate.describe_records(records)  # b.png: its colour and shape are unknown
+    assert [(r["image"], r["answers"][0]) for r in described] == [
+        ("a.png", "A red circle on a light background.")
+    ]
+    assert described[0]["question"] == load_prompt("describe")
 
 
 def test_unsure_answer_is_hedged_in_the_chat_with_retake_advice():

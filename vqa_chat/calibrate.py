@@ -8,7 +8,9 @@ and picks the statistic ("mean" or "min" log-prob, or the one given with --stati
 best separate right from wrong answers: the highest balanced accuracy, i.e. the mean of "wrong answers
 flagged" and "right answers not flagged". The threshold and its numbers go into configs/confidence.json
 under the backend's name (or --out), which the app reads at start-up. Use a split the model was not
-trained on.
+trained on. For easy-VQA the describe request counts too (describe mode is what many people use): one per
+image whose questions reveal its colour and shape, right when it gives "A <colour> <shape> on a light
+background." (`--no-describe` leaves them out).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vqa_chat import confidence
 from vqa_chat.backends import BackendOptions, GenerationSettings, configure, get_backend
 from vqa_chat.datasets import VQA_DATASETS, load, load_image
 from vqa_chat.prompts import load_prompt
+from vqa_chat.training_data import easy_vqa_description
 from vqa_chat.vqa_metric import question_accuracy
 
 RIGHT = 0.5  # VQA accuracy at or above this counts as a right answer
@@ -90,6 +93,20 @@ def calibrate(backend, records, statistic: str = "auto", max_new_tokens: int = 2
     return {"threshold": round(threshold, 6), "statistic": kind, **stats}, rows
 
 
+def describe_records(records: list[dict]) -> list[dict]:
+    """One describe request per easy-VQA image of `records` whose description its answers reveal."""
+    by_image: dict[str, list[tuple[str, str]]] = {}
+    for r in records:
+        by_image.setdefault(r["image"], []).append((r["question"], r["answers"][0]))
+    question, out = load_prompt("describe"), []
+    for image, qas in by_image.items():
+        text = easy_vqa_description(qas)
+        if text:
+            out.append({"question_id": f"describe:{image}", "image": image, "question": question,
+                        "answers": [text] * 10, "answer_type": "describe"})  # fmt: skip
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_chat.calibrate", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default="custom", help="backend to calibrate (blip2, custom)")
@@ -98,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="a held-out split (not trained on)")
     p.add_argument("--data-dir", default="", help="data folder (not needed for easy-vqa)")
     p.add_argument("--limit", type=int, default=1000, help="questions used (0 = all)")
+    p.add_argument("--no-describe", action="store_true", help="easy-VQA: no describe requests")
     p.add_argument("--statistic", default="auto", choices=["auto", *confidence.STATISTICS])
     p.add_argument("--max-new-tokens", type=int, default=20)
     p.add_argument("--out", default=None, help=f"calibration file (default: {confidence.CONFIG_PATH.name} "
@@ -112,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     records = load(args.dataset, args.split, args.data_dir)
     records = [r for r in records if r["answers"]][: args.limit or None]
+    if args.dataset == "easy-vqa" and not args.no_describe:
+        records += describe_records(records)
     if not records:
         print("error: no questions with answers in that split", file=sys.stderr)
         return 1
