@@ -19,6 +19,8 @@ from PIL import Image
 from test_custom_model import tiny_model
 
 from vqa_chat import backends
+from vqa_chat.backends.base import BackendOptions
+from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.ui import AppConfig, build_app, launch_kwargs
 
@@ -44,13 +46,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def slow_when_long(stream):
-    """Long answers (LONG tokens asked for) come slowly enough to press Stop halfway, as on a real model."""
+def slow_when_long(stream, longer_than: int = LONG, seconds: float = 0.05):
+    """Long answers come token by token at a real model's pace (a tiny model answers 100 tokens faster than
+    one streamed update of the UI), slowly enough to press Stop halfway."""
 
     def slowed(image_embeds, prompt, settings, stop=None, **kwargs):
         for piece in stream(image_embeds, prompt, settings, stop, **kwargs):
-            if settings.max_new_tokens >= LONG:
-                time.sleep(0.05)
+            if settings.max_new_tokens >= longer_than:
+                time.sleep(seconds)
             yield piece
 
     return slowed
@@ -66,7 +69,9 @@ def app(tiny_blip2_dir, tiny_vlm_parts):
         # without the product token and positions: this tiny model's answers never reach EOS in LONG tokens
         custom = CustomBackend(tiny_model(tiny_vlm_parts, vit_grid=3, mp_product=False, mp_text_pos=False))
         custom.stream = slow_when_long(custom.stream)
-        mp.setattr(backends, "_loaded", {"custom": custom})
+        blip2 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+        blip2.stream = slow_when_long(blip2.stream, longer_than=100, seconds=0.01)  # streamed in pieces
+        mp.setattr(backends, "_loaded", {"custom": custom, "blip2": blip2})
         demo = build_app(AppConfig(backend="blip2"))
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
