@@ -142,10 +142,19 @@ def last_bot(page) -> str:
 
 
 def set_max_tokens(page, n: int) -> None:
+    """Type n into the Max new tokens box until the slider (the value sent with the question) has it: right
+    after the settings open, a typed number is sometimes dropped, and the question would go with the
+    default of 40 tokens, an answer over before a test can stop it."""
     page.get_by_text("Generation settings").click()
     box = page.get_by_label("number input for Max new tokens")
-    box.fill(str(n))
-    box.press("Tab")
+    slider = page.get_by_label("range slider for Max new tokens")
+    for _ in range(20):
+        box.fill(str(n))
+        box.press("Tab")
+        page.wait_for_timeout(250)
+        if slider.input_value() == str(n):
+            return
+    raise AssertionError(f"Max new tokens did not take {n}: the slider shows {slider.input_value()}")
 
 
 def watch_chat(page) -> None:
