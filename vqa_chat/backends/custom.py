@@ -46,8 +46,7 @@ class CustomBackend(Backend):
         self.tokenizer = model.tokenizer
         self.model_id = model_id
         cfg = model.cfg
-        queries = cfg.mp_num_queries + int(cfg.mp_question and cfg.mp_product)  # + the product token
-        self.num_image_tokens = queries if cfg.mp_type == "qformer" else cfg.vit_grid**2
+        self.num_image_tokens = cfg.num_image_tokens
         self.context_length = getattr(model.lm.config, "max_position_embeddings", None) or self.context_length
         options = options or BackendOptions()
         if options.image_tokens not in ("question", "first"):

@@ -42,6 +42,17 @@ class VLMConfig:
     lm_image_last: bool = False  # image tokens after the prompt, right before the answer (else before it)
     lm_lora_rank: int = 0  # >0 adds LoRA adapters (peft) to the LM's q/v projections
 
+    @property
+    def has_product_token(self) -> bool:
+        return self.mp_type == "qformer" and self.mp_question and self.mp_product
+
+    @property
+    def num_image_tokens(self) -> int:
+        """LM positions the image takes: the queries (+ the product token), or one per patch."""
+        if self.mp_type != "qformer":
+            return self.vit_grid**2
+        return self.mp_num_queries + int(self.has_product_token)
+
     @classmethod
     def from_dict(cls, data: dict) -> VLMConfig:
         known = {f.name for f in fields(cls)}

@@ -90,7 +90,7 @@ class QFormer(nn.Module):
         # one more image token (the last one: right before the answer with `lm_image_last`, and read
         # directly by the first training stage's classifier). The same product on the raw patches (pooled,
         # or picked by the question) stayed on the plateau or learned slowly.
-        if cfg.mp_question and cfg.mp_product:
+        if cfg.has_product_token:
             self.image_gate = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D))
             self.fused_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
             self.text_pool = nn.Linear(D, 1)  # which of the question's tokens the product listens to
