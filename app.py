@@ -9,9 +9,9 @@ import argparse
 import logging
 import os
 
-from vqa_chat import privacy
 from vqa_chat.backends import REGISTRY, BackendOptions, configure
-from vqa_chat.ui import AppConfig, build_app, launch_kwargs
+from vqa_chat.chat import privacy
+from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 
 def parse_args(argv=None) -> argparse.Namespace:

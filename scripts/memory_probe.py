@@ -25,7 +25,7 @@ from load_test import make_images, question, rss_mb  # noqa: E402  (scripts/ is 
 
 from vqa_chat.backends import BackendOptions, configure  # noqa: E402
 from vqa_chat.backends.base import GenerationSettings  # noqa: E402
-from vqa_chat.session import ChatSession  # noqa: E402
+from vqa_chat.chat.session import ChatSession  # noqa: E402
 
 
 def live_tensors() -> tuple[int, int]:

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vqa_chat.ui import AppConfig, build_app, launch_kwargs  # noqa: E402
+from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",

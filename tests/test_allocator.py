@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import allocator
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
-from vqa_chat.batching import Scheduler
+from vqa_chat.engine import allocator
+from vqa_chat.engine.batching import Scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # 100 blocks of 1 MB with small live tensors between them are freed; prints how many MB RSS kept
 PROBE = """
 import sys, torch
-from vqa_chat import allocator
+from vqa_chat.engine import allocator
 def rss_mb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024

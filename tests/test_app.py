@@ -17,7 +17,7 @@ from PIL import Image
 from test_images import exif_photo, png_header_only
 
 from vqa_chat.backends import REGISTRY
-from vqa_chat.ui import AppConfig, build_app, launch_kwargs
+from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
 

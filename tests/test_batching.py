@@ -1,4 +1,4 @@
-"""Continuous batching (vqa_chat.batching) on tiny random models: batched answers == one-at-a-time answers,
+"""Continuous batching on tiny random models: batched answers == one-at-a-time answers,
 sessions joining between steps, no leaks between sessions, cancellation, failures and "busy"."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from PIL import Image
 
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
-from vqa_chat.batching import BusyError, Scheduler
+from vqa_chat.engine.batching import BusyError, Scheduler
 
 PROMPTS = [
     "Question: what is in the picture? Answer:",
@@ -174,7 +174,7 @@ def test_an_error_outside_the_model_call_still_reaches_the_reader(backend, input
     def broken(self, generated, logits):
         raise ValueError("processor failed")
 
-    monkeypatch.setattr("vqa_chat.decoding.Sampler.__call__", broken)
+    monkeypatch.setattr("vqa_chat.engine.decoding.Sampler.__call__", broken)
     with pytest.raises(ValueError, match="processor failed"):
         "".join(scheduler.submit(inputs[0][0], settings_for(0)))
     monkeypatch.undo()

@@ -22,7 +22,7 @@ from vqa_chat import backends
 from vqa_chat.backends.base import BackendOptions
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
-from vqa_chat.ui import AppConfig, build_app, launch_kwargs
+from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")

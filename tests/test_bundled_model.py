@@ -14,7 +14,7 @@ from PIL import Image
 
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import DEFAULT_MODEL, CustomBackend
-from vqa_chat.datasets import load_easy_vqa
+from vqa_chat.data.datasets import load_easy_vqa
 from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, sha256, weights_path
 from vqa_chat.prompts import load_prompt
 

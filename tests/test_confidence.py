@@ -9,14 +9,15 @@ import torch
 from PIL import Image
 from test_custom_model import tiny_model
 
-from vqa_chat import calibrate, confidence
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
-from vqa_chat.conversation import Turn
+from vqa_chat.chat import confidence
+from vqa_chat.chat.conversation import Turn
+from vqa_chat.chat.session import ChatSession
+from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
-from vqa_chat.session import ChatSession
-from vqa_chat.ui import chat_messages
+from vqa_chat.ui.page import chat_messages
 
 PROMPT = "Question: what color is the car? Answer:"
 

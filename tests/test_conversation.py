@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vqa_chat.conversation import (
+from vqa_chat.chat.conversation import (
     MAX_QUESTION_CHARS,
     Conversation,
     ConversationError,

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vqa_chat import generation
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
+from vqa_chat.engine import generation
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
-from vqa_chat.train import tokenize
+from vqa_chat.train.loop import tokenize
 
 PLAIN = GenerationSettings(max_new_tokens=6, plain=True)
 
@@ -194,4 +194,4 @@ def test_attention_map_covers_the_patch_grid(tiny_vlm_parts):
 def test_generation_helpers_are_shared():
     # the custom backend streams through the same generation module as BLIP-2
     assert CustomBackend.stream.__module__ == "vqa_chat.backends.custom"
-    assert generation.stream_generate.__module__ == "vqa_chat.generation"
+    assert generation.stream_generate.__module__ == "vqa_chat.engine.generation"

@@ -10,9 +10,9 @@ import easy_vqa
 import pytest
 from PIL import Image
 
-from vqa_chat import datasets
-from vqa_chat.captions import load_captions_jsonl, load_flickr8k
-from vqa_chat.datasets import (
+from vqa_chat.data import datasets
+from vqa_chat.data.captions import load_captions_jsonl, load_flickr8k
+from vqa_chat.data.datasets import (
     EASY_VQA_QUESTION_TYPES,
     graphcore_answers,
     load,

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from test_session import FakeBackend, fake  # noqa: F401  (the fixture)
 
-from vqa_chat import describe
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.session import ChatSession
+from vqa_chat.chat import describe
+from vqa_chat.chat.session import ChatSession
 
 ANSWERS = {  # BLIP-2 part prompt -> answer
     "": "a man riding a red bicycle",
@@ -65,7 +65,7 @@ def test_sentences_and_people_counts():
 
 
 def test_describe_prompt_matches_the_custom_model_training_format():
-    from vqa_chat.conversation import format_prompt
+    from vqa_chat.chat.conversation import format_prompt
 
     assert format_prompt([], describe.describe_question()) == (
         "Question: Describe this image in detail. Answer:"

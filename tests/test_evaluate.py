@@ -1,4 +1,4 @@
-"""`python -m vqa_chat.evaluate` end to end on tiny files, with a fake backend (the real ones are tested
+"""`python -m vqa_chat.eval.evaluate` end to end on tiny files, with a fake backend (the real ones are tested
 elsewhere)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from PIL import Image
 
 from vqa_chat import backends
 from vqa_chat.backends import Backend, set_backend
-from vqa_chat.datasets import load_easy_vqa, write_official
-from vqa_chat.evaluate import main, score_records
-from vqa_chat.failures import failures_markdown
+from vqa_chat.data.datasets import load_easy_vqa, write_official
+from vqa_chat.eval.evaluate import main, score_records
+from vqa_chat.eval.failures import failures_markdown
 
 
 class ScriptedBackend(Backend):

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import backends, session
+from vqa_chat import backends
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
-from vqa_chat.session import ChatError, ChatSession
+from vqa_chat.chat import session
+from vqa_chat.chat.session import ChatError, ChatSession
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
 

@@ -1,4 +1,4 @@
-"""vqa_chat.generation on its own: settings mapping, retries, stopping, errors, padding."""
+"""vqa_chat.engine.generation on its own: settings mapping, retries, stopping, errors, padding."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from vqa_chat import generation
 from vqa_chat.backends.base import GenerationSettings
+from vqa_chat.engine import generation
 
 
 @pytest.fixture(scope="module")

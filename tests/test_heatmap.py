@@ -7,10 +7,11 @@ from PIL import Image
 from test_custom_model import tiny_model
 
 import vqa_chat.backends as backends
-from vqa_chat import cli, heatmap
+from vqa_chat import cli
 from vqa_chat.backends.base import BackendOptions
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
+from vqa_chat.chat import heatmap
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqa_chat.images import MAX_SIDE, ImageError, load_image
+from vqa_chat.chat.images import MAX_SIDE, ImageError, load_image
 
 
 def save(im: Image.Image, path, **kwargs):

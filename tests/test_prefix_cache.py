@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import kv as kvlib
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
-from vqa_chat.conversation import Turn, format_prompt
+from vqa_chat.chat.conversation import Turn, format_prompt
+from vqa_chat.engine import kv as kvlib
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
@@ -141,8 +141,9 @@ def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm_parts):
 
 
 def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate, tmp_path, monkeypatch):
-    from vqa_chat import backends, session
-    from vqa_chat.session import ChatSession
+    from vqa_chat import backends
+    from vqa_chat.chat import session
+    from vqa_chat.chat.session import ChatSession
 
     monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
     backends.set_backend("blip2", blip2)

@@ -10,9 +10,9 @@ from PIL import Image
 from test_images import exif_photo
 from test_session import fake  # noqa: F401  (the fixture)
 
-from vqa_chat import privacy
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.session import ChatSession
+from vqa_chat.chat import privacy
+from vqa_chat.chat.session import ChatSession
 
 SETTINGS = GenerationSettings(max_new_tokens=2)
 

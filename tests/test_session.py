@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import backends, session
+from vqa_chat import backends
 from vqa_chat.backends.base import Backend, GenerationSettings
-from vqa_chat.session import ChatError, ChatSession
-from vqa_chat.ui import chat_messages, stream_to_chat
+from vqa_chat.chat import session
+from vqa_chat.chat.session import ChatError, ChatSession
+from vqa_chat.ui.page import chat_messages, stream_to_chat
 
 
 class FakeBackend(Backend):

@@ -8,9 +8,9 @@ import random
 import torch
 from PIL import Image
 
-from vqa_chat import train
-from vqa_chat.stage1 import IGNORE, AnswerHead, answer_vocabulary
-from vqa_chat.training_data import build_examples, contrast_twin, easy_vqa_attributes, easy_vqa_description
+from vqa_chat.model.answer_head import IGNORE, AnswerHead, answer_vocabulary
+from vqa_chat.train import loop as train
+from vqa_chat.train.data import build_examples, contrast_twin, easy_vqa_attributes, easy_vqa_description
 
 
 def write_captions(folder):

@@ -11,11 +11,12 @@ import pytest
 from fake_vllm import FakeVLLM
 from PIL import Image
 
-from vqa_chat import backends, session
+from vqa_chat import backends
 from vqa_chat.backends.base import BackendOptions, GenerationSettings, ModelLoadError
 from vqa_chat.backends.vllm import VLLMBackend
-from vqa_chat.batching import BusyError
-from vqa_chat.session import ChatError, ChatSession
+from vqa_chat.chat import session
+from vqa_chat.chat.session import ChatError, ChatSession
+from vqa_chat.engine.batching import BusyError
 
 
 @pytest.fixture

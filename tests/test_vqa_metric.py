@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vqa_chat.vqa_metric import (
+from vqa_chat.eval.vqa_metric import (
     accuracy_report,
     evaluate,
     normalize_answer,

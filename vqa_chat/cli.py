@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from vqa_chat.backends import REGISTRY, BackendOptions, GenerationSettings, configure, get_backend
-from vqa_chat.images import ImageError, load_image
+from vqa_chat.chat.images import ImageError, load_image
 from vqa_chat.prompts import load_prompt
 
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(answer)
     if args.heatmap:
-        from vqa_chat.heatmap import heatmap_image
+        from vqa_chat.chat.heatmap import heatmap_image
 
         try:
             picture, alt = heatmap_image(backend, image, prompt, embeds)

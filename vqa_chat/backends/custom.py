@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 from transformers import BitsAndBytesConfig
 
-from vqa_chat import generation, speed
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
-from vqa_chat.kv import PrefixCache
+from vqa_chat.engine import generation
+from vqa_chat.engine import options as engine_options
+from vqa_chat.engine.kv import PrefixCache
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
@@ -53,7 +54,7 @@ class CustomBackend(Backend):
             raise ModelLoadError(f"Unknown image_tokens {options.image_tokens!r}; choose question or first.")
         self.pin_image_tokens = options.image_tokens == "first"
         # the batched engine; None = one transformers `generate` per answer
-        self.scheduler = speed.engine(model.lm, self.tokenizer, options)
+        self.scheduler = engine_options.engine(model.lm, self.tokenizer, options)
 
     def new_state(self) -> PrefixCache | None:
         return PrefixCache() if self.scheduler is not None else None
@@ -64,7 +65,7 @@ class CustomBackend(Backend):
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
-        kwargs = speed.load_kwargs(options)
+        kwargs = engine_options.load_kwargs(options)
         if options.quantize in ("8bit", "4bit"):
             bits = {"load_in_8bit": True} if options.quantize == "8bit" else {"load_in_4bit": True}
             kwargs.update(quantization_config=BitsAndBytesConfig(**bits), device_map={"": device})
@@ -72,7 +73,7 @@ class CustomBackend(Backend):
             model = VisionLanguageModel.from_pretrained(model_id, device, dtype, **kwargs)
         except Exception as e:
             raise ModelLoadError(f"Could not load the custom model {model_id!r}: {e}") from e
-        speed.apply(model.lm, options)
+        engine_options.apply(model.lm, options)
         return cls(model, model_id, options)
 
     @torch.no_grad()

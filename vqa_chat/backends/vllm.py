@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError
-from vqa_chat.batching import BusyError
+from vqa_chat.engine.batching import BusyError
 
 URL_ENV, MODEL_ENV, KEY_ENV = "VQA_CHAT_VLLM_URL", "VQA_CHAT_VLLM_MODEL", "VQA_CHAT_VLLM_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000/v1"

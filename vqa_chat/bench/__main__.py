@@ -28,8 +28,8 @@ from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.bench import measure as M
 from vqa_chat.bench.report import Row, machine, text_table, write
-from vqa_chat.conversation import format_prompt
-from vqa_chat.quantize import weight_bytes_per_token
+from vqa_chat.chat.conversation import format_prompt
+from vqa_chat.engine.quantize import weight_bytes_per_token
 
 
 @dataclass
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> BenchConfig:
 
 def easy_vqa_conversations(n: int, turns: int, skip: int = 0) -> list[list[dict]]:
     """The first n easy-VQA test images with >= `turns` questions: each image's first `turns` records."""
-    from vqa_chat.datasets import load_easy_vqa
+    from vqa_chat.data.datasets import load_easy_vqa
 
     by_image: dict = {}
     for r in load_easy_vqa("test"):
@@ -95,7 +95,7 @@ class Setup:
 
 
 def setup(cfg: BenchConfig) -> Setup:
-    from vqa_chat.datasets import load_image
+    from vqa_chat.data.datasets import load_image
 
     options = BackendOptions(
         model=cfg.model, device=cfg.device, dtype=cfg.dtype, compile=cfg.compile,
@@ -113,7 +113,7 @@ def setup(cfg: BenchConfig) -> Setup:
 
 def followups(cfg: BenchConfig, s: Setup) -> list[Row]:
     """1. TTFT of turn 1 and turn N, ours (both modes) vs naive."""
-    from vqa_chat.datasets import load_image
+    from vqa_chat.data.datasets import load_image
 
     settings = GenerationSettings()  # the app's defaults
     ttft = {"exact": [], "pinned": [], "naive": []}
@@ -147,7 +147,7 @@ def followups(cfg: BenchConfig, s: Setup) -> list[Row]:
 
 def accuracy(cfg: BenchConfig, s: Setup) -> list[Row]:
     """The accuracy cost of pinned image tokens: follow-up answers of easy-VQA conversations (last: slow)."""
-    from vqa_chat.evaluate import greedy_settings
+    from vqa_chat.eval.evaluate import greedy_settings
 
     convs = easy_vqa_conversations(cfg.accuracy, cfg.turns, skip=100)  # not the timed images
     acc = M.conversation_accuracy(s.exact, s.pinned, convs, greedy_settings())

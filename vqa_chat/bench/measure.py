@@ -16,8 +16,8 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.conversation import Turn, format_prompt
-from vqa_chat.generation import generate_kwargs
+from vqa_chat.chat.conversation import Turn, format_prompt
+from vqa_chat.engine.generation import generate_kwargs
 
 
 def median(xs: list[float]) -> float:
@@ -213,8 +213,8 @@ def conversation_accuracy(exact, pinned, conversations: list[list[dict]], settin
     """easy-VQA accuracy (official metric, %) of the answers to follow-up turns (2nd question on) when each
     image's questions are asked as one conversation: exact (per-question image tokens) vs pinned (the first
     question's), and the same questions asked alone (one-turn prompts, the way the model was trained)."""
-    from vqa_chat.datasets import load_image
-    from vqa_chat.evaluate import score_records
+    from vqa_chat.data.datasets import load_image
+    from vqa_chat.eval.evaluate import score_records
 
     records, answers = [], {"exact": [], "pinned": [], "alone": []}
     for questions in conversations:

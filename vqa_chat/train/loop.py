@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from tqdm import tqdm
 
+from vqa_chat.model.answer_head import AnswerHead, answer_vocabulary
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
-from vqa_chat.stage1 import AnswerHead, answer_vocabulary
-from vqa_chat.training_data import FeatureCache, build_examples, load_split, with_past_turn
+from vqa_chat.train.data import FeatureCache, build_examples, load_split, with_past_turn
 
 
 @dataclass

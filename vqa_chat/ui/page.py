@@ -12,15 +12,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from vqa_chat import a11y, confidence, privacy, ui_extras
 from vqa_chat.backends import REGISTRY
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.conversation import Turn
-from vqa_chat.session import ChatError, ChatSession, label
+from vqa_chat.chat import confidence, privacy
+from vqa_chat.chat.conversation import Turn
+from vqa_chat.chat.session import ChatError, ChatSession, label
+from vqa_chat.ui import a11y, handlers
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [  # (file in assets/examples, question)
     ("red_circle.png", "What color is the circle?"),
     ("blue_triangle.png", "What shape is in the image?"),
@@ -93,8 +94,8 @@ def chat_messages(session: ChatSession) -> list[dict]:
 
 def stream_to_chat(session: ChatSession, steps):
     """Run one of the session's generators for the UI: yields (chat, question box, status, announce, last
-    answer); see ui_extras.stream_with_announcements."""
-    yield from ui_extras.stream_with_announcements(session, steps, chat_messages)
+    answer); see handlers.stream_with_announcements."""
+    yield from handlers.stream_with_announcements(session, steps, chat_messages)
 
 
 def build_app(config: AppConfig | None = None) -> gr.Blocks:
@@ -220,11 +221,11 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
         contrast.change(None, [contrast], None, js=a11y.CONTRAST_JS)
         demo.load(None, None, [contrast], js=a11y.LOAD_CONTRAST_JS)
         heat_btn.click(
-            ui_extras.on_heatmap, [session, backend], [heat_image, heat_text, announce],
+            handlers.on_heatmap, [session, backend], [heat_image, heat_text, announce],
             concurrency_id="generate", api_visibility="private",
         )  # fmt: skip
         delete.click(
-            ui_extras.on_delete, [session],
+            handlers.on_delete, [session],
             [chat, image, question, status, heat_image, heat_text, last_answer, announce],
             queue=False, api_visibility="private",
         )  # fmt: skip

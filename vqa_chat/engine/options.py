@@ -49,11 +49,11 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
     With `quantize="int8"` it decodes with an int8 copy of `lm` and prefills with `lm` itself."""
     if not use_scheduler(options):
         return None
-    from vqa_chat.batching import Scheduler
+    from vqa_chat.engine.batching import Scheduler
 
     decode_lm = lm
     if options.quantize == "int8":
-        from vqa_chat.quantize import int8_decoder
+        from vqa_chat.engine.quantize import int8_decoder
 
         decode_lm = int8_decoder(lm)
     return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm=decode_lm)

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from vqa_chat.conversation import Turn, format_prompt
+from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.model.language_model import cache_dir
 from vqa_chat.prompts import load_prompt
 
@@ -49,7 +49,7 @@ def with_past_turn(example: Example, others: list[Example], rng) -> Example:
 
 def load_split(dataset: str, split: str, data_dir: str = "") -> list[dict]:
     """VQA records (`datasets.VQARecord`) or image-caption records (`captions.CaptionRecord`)."""
-    from vqa_chat import datasets
+    from vqa_chat.data import datasets
 
     return datasets.load(dataset, split, data_dir)
 

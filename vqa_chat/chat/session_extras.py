@@ -10,7 +10,7 @@ import logging
 import uuid
 from pathlib import Path
 
-from vqa_chat import confidence, describe, heatmap, privacy
+from vqa_chat.chat import confidence, describe, heatmap, privacy
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def heatmap_for(session, backend) -> tuple[str, str]:
 
 
 def privacy_dir() -> Path:
-    from vqa_chat.session import THUMB_DIR
+    from vqa_chat.chat.session import THUMB_DIR
 
     THUMB_DIR.mkdir(parents=True, exist_ok=True)
     return THUMB_DIR

@@ -1,10 +1,10 @@
 """Evaluate a backend on a VQA data set, or score a results file, with the official VQA accuracy.
 
-    python -m vqa_chat.evaluate run --backend custom --dataset easy-vqa --split test \\
+    python -m vqa_chat.eval.evaluate run --backend custom --dataset easy-vqa --split test \\
         --results runs/eval/results.json --report runs/eval/report.json --failures runs/eval/failures.md
-    python -m vqa_chat.evaluate score --questions Q.json --annotations A.json --results R.json \\
+    python -m vqa_chat.eval.evaluate score --questions Q.json --annotations A.json --results R.json \\
         --report report.json [--failures failures.md]
-    python -m vqa_chat.evaluate export --dataset easy-vqa --split test --out-dir runs/easy-vqa-test
+    python -m vqa_chat.eval.evaluate export --dataset easy-vqa --split test --out-dir runs/easy-vqa-test
 
 `run` answers every question (batched, greedy) and writes the official results format
 `[{"question_id", "answer"}]`, then scores it; `score` scores any results file against files in the
@@ -23,10 +23,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vqa_chat.backends import Backend, BackendOptions, GenerationSettings, configure, get_backend
-from vqa_chat.datasets import VQA_DATASETS, load, load_image, load_vqa_json, to_official, write_official
-from vqa_chat.failures import failures_markdown, summary_table
+from vqa_chat.data.datasets import VQA_DATASETS, load, load_image, load_vqa_json, to_official, write_official
+from vqa_chat.eval.failures import failures_markdown, summary_table
+from vqa_chat.eval.vqa_metric import evaluate
 from vqa_chat.prompts import load_prompt
-from vqa_chat.vqa_metric import evaluate
 
 
 def greedy_settings(max_new_tokens: int = 10) -> GenerationSettings:
@@ -60,7 +60,7 @@ def score_records(records: Sequence[Mapping], answers: Sequence[str]) -> tuple[d
     if the records were written as official files and scored by `score`.
 
     From Python (e.g. periodic evaluation in training):
-        records = vqa_chat.datasets.load("easy-vqa", "test")[:500]
+        records = vqa_chat.data.datasets.load("easy-vqa", "test")[:500]
         report, per_question = score_records(records, predictions)  # report["overall"]: percent
     """
     if len(records) != len(answers):

@@ -6,7 +6,7 @@
     load_vqa_json(questions, annotations)     any pair of files in the official layout (e.g. our exports)
     load_graphcore(path, split)               a local export of `Graphcore/vqa` (JSON, JSONL or parquet)
     write_official(records, out_dir)          questions.json + annotations.json in the official layout
-Image-caption pairs ("captions", "flickr8k") are read by `vqa_chat.captions` (record shape there).
+Image-caption pairs ("captions", "flickr8k") are read by `vqa_chat.data.captions` (record shape there).
 Nothing is downloaded: every file is read from disk.
 """
 
@@ -20,7 +20,7 @@ from typing import TypedDict
 
 from PIL import Image
 
-from vqa_chat.captions import load_captions_jsonl, load_flickr8k
+from vqa_chat.data.captions import load_captions_jsonl, load_flickr8k
 
 VQA_DATASETS = ("easy-vqa", "vqav2", "graphcore")
 DATASETS = (*VQA_DATASETS, "captions", "flickr8k")

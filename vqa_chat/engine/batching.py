@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vqa_chat import allocator
-from vqa_chat import kv as kvlib
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.decoding import Sampler, TextStream, eos_ids
-from vqa_chat.generation import RETRY_MIN_NEW_TOKENS
+from vqa_chat.engine import allocator
+from vqa_chat.engine import kv as kvlib
+from vqa_chat.engine.decoding import Sampler, TextStream, eos_ids
+from vqa_chat.engine.generation import RETRY_MIN_NEW_TOKENS
 
 log = logging.getLogger(__name__)
 _DONE = object()

@@ -6,7 +6,7 @@ confidence is a statistic of those (the mean log-prob by default: the log of the
 probability; or the lowest one). Below a threshold the chat says in plain words that it is unsure and how to
 retake the photo, instead of stating a guess as fact.
 
-The threshold is calibrated on held-out data with `python -m vqa_chat.calibrate` (see that module) and kept
+The threshold is calibrated on held-out data with `python -m vqa_chat.eval.calibrate` and kept
 in configs/confidence.json, one entry per backend:
 
     {"custom": {"threshold": -0.42, "statistic": "mean", "dataset": "easy-vqa", "split": "test", ...}}
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "confidence.json"
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "confidence.json"
 CONFIG_ENV = "VQA_CHAT_CONFIDENCE"  # another calibration file
 DEFAULT_THRESHOLD = math.log(0.3)  # mean token probability below 30 %: unsure (uncalibrated fallback)
 STATISTICS = ("mean", "min")

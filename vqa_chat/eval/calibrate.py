@@ -1,6 +1,6 @@
 """Calibrate the "I'm not sure" threshold of a backend on held-out questions with known answers.
 
-    python -m vqa_chat.calibrate --backend custom --dataset easy-vqa --split test --limit 1000
+    python -m vqa_chat.eval.calibrate --backend custom --dataset easy-vqa --split test --limit 1000
 
 Answers each question as the chat does (our generation defaults, greedy), scores each answer's token
 log-probs (confidence.py), marks it right or wrong with the official VQA accuracy (>= 0.5 counts as right),
@@ -22,12 +22,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vqa_chat import confidence
 from vqa_chat.backends import BackendOptions, GenerationSettings, configure, get_backend
-from vqa_chat.datasets import VQA_DATASETS, load, load_image
+from vqa_chat.chat import confidence
+from vqa_chat.data.datasets import VQA_DATASETS, load, load_image
+from vqa_chat.eval.vqa_metric import question_accuracy
 from vqa_chat.prompts import load_prompt
-from vqa_chat.training_data import easy_vqa_description
-from vqa_chat.vqa_metric import question_accuracy
+from vqa_chat.train.data import easy_vqa_description
 
 RIGHT = 0.5  # VQA accuracy at or above this counts as a right answer
 
@@ -108,7 +108,9 @@ def describe_records(records: list[dict]) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vqa_chat.calibrate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m vqa_chat.eval.calibrate", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--backend", default="custom", help="backend to calibrate (blip2, custom)")
     p.add_argument("--model", help="model folder or hub id (default: the backend's default)")
     p.add_argument("--dataset", default="easy-vqa", choices=VQA_DATASETS)

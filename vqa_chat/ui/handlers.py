@@ -10,11 +10,11 @@ import logging
 
 import gradio as gr
 
-from vqa_chat import confidence
-from vqa_chat.a11y import Announcer
 from vqa_chat.backends import get_backend
-from vqa_chat.session import ChatError, ChatSession, label
-from vqa_chat.session_extras import heatmap_for, last_answered
+from vqa_chat.chat import confidence
+from vqa_chat.chat.session import ChatError, ChatSession, label
+from vqa_chat.chat.session_extras import heatmap_for, last_answered
+from vqa_chat.ui.a11y import Announcer
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vqa_chat import privacy, session_extras
 from vqa_chat.backends import get_backend
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.batching import BusyError
-from vqa_chat.conversation import Conversation, ConversationError, Turn, clean_question
-from vqa_chat.images import ImageError, load_image
+from vqa_chat.chat import privacy, session_extras
+from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
+from vqa_chat.chat.images import ImageError, load_image
+from vqa_chat.engine.batching import BusyError
 
 log = logging.getLogger(__name__)
 
