@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
+from vqa_chat import settings
 from vqa_chat.backends import REGISTRY, BackendOptions, configure
 from vqa_chat.chat import privacy
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    env, app, opts = settings.read(), AppConfig(), BackendOptions()  # the defaults of every flag
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0; locally the app stays on loopback.
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="listen address")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--host", default=env.host, help="default: $GRADIO_SERVER_NAME or loopback")
+    p.add_argument("--port", type=int, default=env.port, help="default: $GRADIO_SERVER_PORT or 7860")
     p.add_argument(
         "--backend",
         choices=sorted(REGISTRY),
-        default=os.environ.get("VQA_CHAT_BACKEND", "custom"),
-        help="backend selected when a page opens (default: $VQA_CHAT_BACKEND or custom)",
+        default=env.backend or app.backend,
+        help=f"backend selected when a page opens (default: $VQA_CHAT_BACKEND or {app.backend})",
     )
-    p.add_argument("--concurrency", type=int, default=AppConfig.concurrency, help="answers generated at once")
-    p.add_argument("--max-queue", type=int, default=AppConfig.max_queue, help="requests allowed to wait")
+    p.add_argument("--concurrency", type=int, default=app.concurrency, help="answers generated at once")
+    p.add_argument("--max-queue", type=int, default=app.max_queue, help="requests allowed to wait")
     p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: CUDA when present)")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"])
     p.add_argument("--blip2-model", help="hub id or folder (default: $VQA_CHAT_BLIP2_MODEL or the 2.7b)")
@@ -35,13 +35,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--custom-model", default=None, help="custom model folder (default: bundled)")
     p.add_argument("--custom-quantize", default=None, choices=["int8"], help="int8 LM on the CPU")
     p.add_argument("--vllm-url", default=None, help="vLLM server (default: $VQA_CHAT_VLLM_URL or :8000/v1)")
-    p.add_argument("--custom-image-tokens", default="question", choices=["question", "first"],
+    p.add_argument("--custom-image-tokens", default=opts.image_tokens, choices=["question", "first"],
                    help="question (default): new image tokens for every question, as the model was trained; "
                    "first: an image's first question sets the image tokens of its follow-ups")
-    p.add_argument("--engine", default="batched", choices=["batched", "generate"],
+    p.add_argument("--engine", default=opts.engine, choices=["batched", "generate"],
                    help="batched: continuous batching + prefix KV reuse; generate: HF generate per answer")
-    p.add_argument("--max-batch", type=int, default=16, help="answers decoded together (batched engine)")
-    p.add_argument("--max-waiting", type=int, default=64, help="answers waiting for the model before 'busy'")
+    p.add_argument("--max-batch", type=int, default=opts.max_batch, help="answers decoded at once")
+    p.add_argument("--max-waiting", type=int, default=opts.max_waiting, help="answers waiting, then 'busy'")
     p.add_argument("--attn-implementation", default=None, choices=["sdpa", "eager", "flash_attention_2"])
     p.add_argument("--compile", action="store_true", help="GPU: static KV cache + torch.compile")
     p.add_argument("--log-dir", default=None,
@@ -61,6 +61,8 @@ def main(argv=None) -> None:
     configure("custom", BackendOptions(model=args.custom_model, **custom, **common))
     configure("vllm", BackendOptions(model=args.vllm_url))
     privacy.configure_log(args.log_dir)  # before the page is built: it says when logging is on
+    privacy.keep_uploads_private()  # before the page is built, too: uploads go to a folder removed at exit
+    privacy.exit_on_signals()  # SIGTERM exits like Ctrl-C, so that folder is removed then as well
     config = AppConfig(backend=args.backend, concurrency=args.concurrency, max_queue=args.max_queue)
     demo = build_app(config)
     demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())

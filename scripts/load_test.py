@@ -143,7 +143,7 @@ class Session:
         if [h["question"] for h in history] != want:
             asked = [h["question"] for h in history]
             summary.leaks.append(f"session {self.index}: history questions {asked}")
-        elif [h["answer"] for h in history] != [a.strip() for a in self.answers]:
+        elif [h["said"] for h in history] != [a.strip() for a in self.answers]:
             summary.leaks.append(f"session {self.index}: answers in history differ from what /ask returned")
 
     def reset(self) -> None:

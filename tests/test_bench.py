@@ -9,14 +9,10 @@ import torch
 
 from vqa_chat.bench import measure
 from vqa_chat.bench.__main__ import main, parse_args
-from vqa_chat.model.config import VLMConfig
-from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 
-def test_bench_quick_run_writes_the_table(tiny_vlm_parts, tmp_path, capsys):
-    torch.manual_seed(0)
-    cfg = VLMConfig(**tiny_vlm_parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4)
-    VisionLanguageModel(cfg).save_pretrained(str(tmp_path / "model"))
+def test_bench_quick_run_writes_the_table(tiny_vlm, tmp_path, capsys):
+    tiny_vlm().save_pretrained(str(tmp_path / "model"))
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     threads = torch.get_num_threads()
     try:

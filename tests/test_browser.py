@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_custom_model import tiny_model
 
 from vqa_chat import backends
 from vqa_chat.backends.base import BackendOptions
@@ -60,14 +59,14 @@ def slow_when_long(stream, longer_than: int = LONG, seconds: float = 0.05):
 
 
 @pytest.fixture(scope="module")
-def app(tiny_blip2_dir, tiny_vlm_parts):
+def app(tiny_blip2_dir, tiny_vlm):
     for need in (CHROMIUM, AXE):
         if not Path(need).exists():
             pytest.fail(f"{need} is missing: run `make test` (it installs Chromium and axe-core)")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
         # without the product token and positions: this tiny model's answers never reach EOS in LONG tokens
-        custom = CustomBackend(tiny_model(tiny_vlm_parts, vit_grid=3, mp_product=False, mp_text_pos=False))
+        custom = CustomBackend(tiny_vlm(vit_grid=3, mp_product=False, mp_text_pos=False))
         custom.stream = slow_when_long(custom.stream)
         blip2 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
         blip2.stream = slow_when_long(blip2.stream, longer_than=100, seconds=0.01)  # streamed in pieces

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,7 +16,9 @@ from PIL import Image
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import DEFAULT_MODEL, CustomBackend
 from vqa_chat.data.datasets import load_easy_vqa
-from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, sha256, weights_path
+from vqa_chat.files import sha256
+from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, weights_path
+from vqa_chat.photo.answers import UNKNOWN_ANSWER
 from vqa_chat.prompts import load_prompt
 
 pytestmark = pytest.mark.slow
@@ -32,7 +35,7 @@ def backend():
 
 def test_bundled_checkpoint_is_small_and_names_its_frozen_parts():
     files = sorted(os.listdir(DEFAULT_MODEL))
-    assert files == ["config.json", "model.safetensors"]
+    assert files == ["answer_head.safetensors", "config.json", "domain.json", "model.safetensors"]
     size = sum(os.path.getsize(os.path.join(DEFAULT_MODEL, f)) for f in files)
     assert size < 50 * 2**20
     with open(os.path.join(DEFAULT_MODEL, "config.json")) as f:
@@ -73,3 +76,78 @@ def test_bundled_model_streams_and_describes(backend):
     description = backend.generate(patches, question.format(question=load_prompt("describe")), GREEDY)
     assert description.startswith("A ")
     assert description.endswith(f"{record['answers'][0]} on a light background.")
+
+
+# -- real photos (scikit-image's sample photos, a test dependency) are out of the model's domain --------
+
+SHAPE_WORDS = ("circle", "rectangle", "triangle", "square", "shape")
+
+
+def skimage_photo(name: str) -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)()).convert("RGB")
+
+
+@pytest.fixture
+def chat(backend, monkeypatch, tmp_path):
+    """A ChatSession on the bundled model (registered as "bundled"); ask(picture, question) -> the turn."""
+    from vqa_chat import backends
+    from vqa_chat.chat.session import ChatSession
+
+    monkeypatch.setitem(backends.REGISTRY, "bundled", lambda options: backend)
+    backends.set_backend("bundled", backend)
+    session = ChatSession()
+
+    def ask(picture: Image.Image | None, question: str | None, mode: str = "ask"):
+        source = None
+        if picture is not None:
+            source = str(tmp_path / f"upload-{len(session.log)}.png")
+            picture.save(source)
+        if mode == "describe":
+            list(session.describe(source, "bundled", GenerationSettings()))
+        else:
+            list(session.ask(source, question, "bundled", GenerationSettings()))
+        return session.conversation.turns[-1]
+
+    return ask
+
+
+def test_easy_vqa_pictures_and_questions_are_in_the_domain(backend):
+    records = load_easy_vqa("test")[:40]
+    for record in records:
+        picture = Image.open(record["image"]).convert("RGB")
+        assert backend.in_domain(backend.encode_image(picture), picture, record["question"])
+
+
+@pytest.mark.parametrize("name", ["chelsea", "coffee", "astronaut", "rocket", "page"])
+def test_real_photos_are_never_answered_with_a_shape_word(chat, name):
+    photo = skimage_photo(name)
+    for question in ("what is this?", "what shape is in the image?", "what color is the shape?"):
+        turn = chat(photo, question)
+        assert turn.source == "photo facts"
+        assert not any(word in turn.answer.lower() for word in SHAPE_WORDS[:3]), turn.answer
+        photo = None  # follow-ups about the same photo
+    description = chat(None, None, mode="describe")
+    assert description.source == "photo facts" and "light background" not in description.answer
+
+
+def test_real_photos_get_useful_answers_from_their_facts(chat):
+    cat = skimage_photo("chelsea")
+    assert "cat" in chat(cat, "what animal is this?").answer.lower()
+    assert chat(cat, "how many cats are there?").answer == UNKNOWN_ANSWER  # no counting offline: no guess
+    assert "one person" in chat(skimage_photo("astronaut"), "how many people are there?").answer.lower()
+    dark = Image.fromarray((np.asarray(cat) * 0.08).astype(np.uint8))
+    assert "more light" in chat(dark, None, mode="describe").answer
+
+
+def test_easy_vqa_picture_still_gets_its_shape_and_other_possible_answers(chat, backend):
+    record = next(r for r in load_easy_vqa("test") if r["answer_type"] == "shape")
+    turn = chat(Image.open(record["image"]).convert("RGB"), record["question"])
+    assert turn.source == "model" and turn.answer == record["answers"][0]
+    assert turn.alternatives and all(a != turn.answer for a, _ in turn.alternatives)
+    patches = backend.encode_image(Image.open(record["image"]).convert("RGB"))
+    top = backend.top_answers(patches, load_prompt("question").format(question=record["question"]))
+    assert len(top) == 5 and top[0][0] == record["answers"][0] and top[0][1] > 0.5
+    off_topic = chat(None, "how many people are there?")  # the same picture, a question it never learned
+    assert off_topic.source == "photo facts" and off_topic.answer == "No people that I can see."

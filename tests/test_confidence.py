@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 from PIL import Image
-from test_custom_model import tiny_model
 
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
@@ -38,16 +37,16 @@ def test_blip2_token_logprobs_equal_generate_scores(tiny_blip2_dir):
     embeds = backend.encode_image(Image.new("RGB", (40, 30), "red"))
     prompt_embeds, _ = backend._prompt_embeds(embeds, PROMPT)
     ids, reference = greedy_with_scores(backend.model.language_model, prompt_embeds[None])
-    ours = confidence.token_logprobs(backend, embeds, PROMPT, ids)
+    ours = backend.token_logprobs(embeds, PROMPT, ids)
     assert ours == pytest.approx(reference, abs=1e-4)
 
 
-def test_custom_token_logprobs_equal_generate_scores(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+def test_custom_token_logprobs_equal_generate_scores(tiny_vlm):
+    backend = CustomBackend(tiny_vlm())
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     embeds, _, _ = backend.inputs(patches, [PROMPT])
     ids, reference = greedy_with_scores(backend.model.lm, embeds)
-    assert confidence.token_logprobs(backend, patches, PROMPT, ids) == pytest.approx(reference, abs=1e-4)
+    assert backend.token_logprobs(patches, PROMPT, ids) == pytest.approx(reference, abs=1e-4)
     score = confidence.answer_confidence(backend, patches, PROMPT, "the car is blue")
     assert score is not None and score < 0
 
@@ -78,10 +77,10 @@ def test_calibration_file_round_trip(tmp_path, monkeypatch):
 QAS = [("what color is the shape?", "red"), ("what shape is in the image?", "circle"), ("is it red?", "yes")]
 
 
-def test_calibrate_command_on_a_tiny_model(tiny_vlm_parts, tmp_path, monkeypatch):
+def test_calibrate_command_on_a_tiny_model(tiny_vlm, tmp_path, monkeypatch):
     from vqa_chat import backends
 
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+    backend = CustomBackend(tiny_vlm())
     image = tmp_path / "im.png"
     Image.new("RGB", (40, 40), "red").save(image)
     records = [
@@ -109,21 +108,24 @@ def test_calibration_also_describes_easy_vqa_images():
     assert described[0]["question"] == load_prompt("describe")
 
 
-def test_unsure_answer_is_hedged_in_the_chat_with_retake_advice():
+def test_unsure_answer_is_hedged_in_the_chat_and_retake_advice_comes_only_from_measurements():
     s = ChatSession()
     sure, unsure = Turn("What colour?", "blue"), Turn("What does it say?", "exit", unsure=True)
-    s.log += [sure, unsure]
+    dark = Turn("What is it?", "a cup", facts_note="The photo is very dark. Try again with more light.")
+    s.log += [sure, unsure, dark]
     messages = chat_messages(s)
     assert messages[1]["content"] == "blue"  # confident answers carry no warning
-    hedged = messages[3]["content"]
-    assert hedged.startswith("I'm not sure about this. My best guess: exit")
-    assert "closer" in hedged and "more light" in hedged and "steady" in hedged
+    assert messages[3]["content"] == "I'm not sure about this. My best guess: exit"  # no retake advice
+    assert messages[5]["content"] == "a cup The photo is very dark. Try again with more light."
+    assert [line["text"] for line in s.transcript()][1::2] == [
+        "blue", "I'm not sure about this. My best guess: exit", messages[5]["content"]
+    ]  # the /chat API says the same  # fmt: skip
 
 
-def test_session_marks_low_confidence_answers(tiny_vlm_parts, monkeypatch, tmp_path):
+def test_session_marks_low_confidence_answers(tiny_vlm, monkeypatch, tmp_path):
     from vqa_chat import backends
 
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+    backend = CustomBackend(tiny_vlm())
     monkeypatch.setattr(backends, "_loaded", {"custom": backend})
     path = tmp_path / "pic.png"
     Image.new("RGB", (40, 40), "red").save(path)

@@ -94,7 +94,7 @@ def test_new_image_starts_a_segment():
     prompt, _ = conv.build_prompt("q4", words, budget=100)
     assert prompt == "Question: q3 Answer: a3 Question: q4 Answer:"
     assert [t.segment for t in conv.turns] == [0, 0, 1]
-    assert conv.history() == [
+    assert [{k: h[k] for k in ("question", "answer", "backend")} for h in conv.history()] == [
         {"question": "q1", "answer": "a1", "backend": "blip2"},
         {"question": "q2", "answer": "a2", "backend": "blip2"},
         {"question": "q3", "answer": "a3", "backend": "custom"},

@@ -12,21 +12,10 @@ from PIL import Image
 
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
-from vqa_chat.engine import generation
-from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 from vqa_chat.train.loop import tokenize
 
 PLAIN = GenerationSettings(max_new_tokens=6, plain=True)
-
-
-def tiny_model(parts, **overrides) -> VisionLanguageModel:
-    torch.manual_seed(0)
-    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
-                    mp_text_pos=True, mp_product=True)  # fmt: skip
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return VisionLanguageModel(cfg)
 
 
 def images(n=2):
@@ -35,8 +24,8 @@ def images(n=2):
 
 # qformer: 4 queries + the question x image product token (mp_product); early fusion: one token per patch
 @pytest.mark.parametrize("kind, n_tokens", [("qformer", 5), ("linear", 9), ("mlp", 9)])
-def test_connector_output_shapes(tiny_vlm_parts, kind, n_tokens):
-    model = tiny_model(tiny_vlm_parts, mp_type=kind)
+def test_connector_output_shapes(tiny_vlm, kind, n_tokens):
+    model = tiny_vlm(mp_type=kind)
     patches = model.vision.encode(images())
     assert patches.shape == (2, 9, 32)  # 30 px / patch 10 = 3x3 patches, width 32
     ids, mask = tokenize(
@@ -51,11 +40,11 @@ def test_connector_output_shapes(tiny_vlm_parts, kind, n_tokens):
         assert attention is None
 
 
-def test_question_product_and_positions_are_optional(tiny_vlm_parts):
-    model = tiny_model(tiny_vlm_parts)
+def test_question_product_and_positions_are_optional(tiny_vlm):
+    model = tiny_vlm()
     names = {n for n, _ in model.connector.named_parameters()}
     assert {"text_pos", "image_gate.1.weight", "text_gate.1.weight"} <= names
-    old = tiny_model(tiny_vlm_parts, mp_text_pos=False, mp_product=False)  # configs from before these fields
+    old = tiny_vlm(mp_text_pos=False, mp_product=False)  # configs from before these fields
     old_names = {n for n, _ in old.connector.named_parameters()}
     assert not any(n.startswith(("text_pos", "image_gate", "text_gate", "text_pool")) for n in old_names)
     patches = model.vision.encode(images(1))
@@ -66,8 +55,8 @@ def test_question_product_and_positions_are_optional(tiny_vlm_parts):
 
 
 @pytest.mark.parametrize("image_last", [False, True])
-def test_loss_is_only_on_answer_tokens(tiny_vlm_parts, image_last):
-    model = tiny_model(tiny_vlm_parts, lm_image_last=image_last)
+def test_loss_is_only_on_answer_tokens(tiny_vlm, image_last):
+    model = tiny_vlm(lm_image_last=image_last)
     patches = model.vision.encode(images())
     prompts, answers = (
         ["Question: what color is it? Answer:", "Question: and? Answer:"],
@@ -93,8 +82,8 @@ def test_loss_is_only_on_answer_tokens(tiny_vlm_parts, image_last):
     assert torch.allclose(loss, reference, atol=1e-5)
 
 
-def test_a_few_steps_lower_the_loss(tiny_vlm_parts):
-    model = tiny_model(tiny_vlm_parts)
+def test_a_few_steps_lower_the_loss(tiny_vlm):
+    model = tiny_vlm()
     patches = model.vision.encode(images(4))
     prompts = [f"Question: what color is shape {i}? Answer:" for i in range(4)]
     inputs = tokenize(model.tokenizer, prompts, ["red", "blue", "green", "yellow"], "cpu")
@@ -109,16 +98,16 @@ def test_a_few_steps_lower_the_loss(tiny_vlm_parts):
     assert loss.item() < 0.6 * first
 
 
-def test_only_the_connector_is_trained(tiny_vlm_parts):
-    model = tiny_model(tiny_vlm_parts)
+def test_only_the_connector_is_trained(tiny_vlm):
+    model = tiny_vlm()
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trained and all(n.startswith("connector.") for n in trained)
     buffers = {f"connector.{n}" for n, _ in model.connector.named_buffers()}  # batch-norm statistics
     assert set(model.trainable_state_dict()) == trained | buffers
 
 
-def test_save_then_load_gives_identical_outputs(tiny_vlm_parts, tmp_path):
-    model = tiny_model(tiny_vlm_parts)
+def test_save_then_load_gives_identical_outputs(tiny_vlm, tiny_vlm_parts, tmp_path):
+    model = tiny_vlm()
     torch.nn.init.normal_(model.connector.queries, std=1.0)  # not the initial values
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
@@ -134,8 +123,8 @@ def test_save_then_load_gives_identical_outputs(tiny_vlm_parts, tmp_path):
 
 
 @pytest.mark.parametrize("image_last", [False, True])
-def test_backend_stream_equals_generate_and_batch(tiny_vlm_parts, image_last):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts, lm_image_last=image_last))
+def test_backend_stream_equals_generate_and_batch(tiny_vlm, image_last):
+    backend = CustomBackend(tiny_vlm(lm_image_last=image_last))
     image = images(1)[0]
     patches = backend.encode_image(image)
     prompt = "Question: what color is the car? Answer:"
@@ -149,8 +138,8 @@ def test_backend_stream_equals_generate_and_batch(tiny_vlm_parts, image_last):
     assert backend.generate(patches, prompt, PLAIN) == backend.model.generate(patches, [prompt], 6)[0]
 
 
-def test_backend_batch_equals_one_by_one(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+def test_backend_batch_equals_one_by_one(tiny_vlm):
+    backend = CustomBackend(tiny_vlm())
     ims = images(3)
     prompts = [
         "Question: what? Answer:",
@@ -161,8 +150,8 @@ def test_backend_batch_equals_one_by_one(tiny_vlm_parts):
     assert batch == [backend.generate(backend.encode_image(i), p, PLAIN) for i, p in zip(ims, prompts)]
 
 
-def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm):
+    backend = CustomBackend(tiny_vlm())
     calls = []
     backend.model.vision.net.register_forward_hook(lambda *a: calls.append(1))
     patches = backend.encode_image(images(1)[0])
@@ -171,8 +160,8 @@ def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm_parts):
     assert len(calls) == 1
 
 
-def test_stop_event_halts_streaming(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts))
+def test_stop_event_halts_streaming(tiny_vlm):
+    backend = CustomBackend(tiny_vlm())
     patches = backend.encode_image(images(1)[0])
     stop = threading.Event()
     pieces = []
@@ -185,13 +174,8 @@ def test_stop_event_halts_streaming(tiny_vlm_parts):
     assert len("".join(pieces)) < len(full)
 
 
-def test_attention_map_covers_the_patch_grid(tiny_vlm_parts):
-    backend = CustomBackend(tiny_model(tiny_vlm_parts, vit_grid=3))
-    heat = backend.attention_map(backend.encode_image(images(1)[0]), "Question: where? Answer:")
+def test_attention_map_covers_the_patch_grid(tiny_vlm):
+    backend = CustomBackend(tiny_vlm(vit_grid=3))
+    image = images(1)[0]
+    heat = backend.attention_map(image, "Question: where? Answer:", backend.encode_image(image))
     assert heat.shape == (3, 3) and abs(float(heat.sum()) - 1) < 1e-5
-
-
-def test_generation_helpers_are_shared():
-    # the custom backend streams through the same generation module as BLIP-2
-    assert CustomBackend.stream.__module__ == "vqa_chat.backends.custom"
-    assert generation.stream_generate.__module__ == "vqa_chat.engine.generation"

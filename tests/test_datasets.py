@@ -10,6 +10,7 @@ import easy_vqa
 import pytest
 from PIL import Image
 
+from vqa_chat.chat.images import load_image
 from vqa_chat.data import datasets
 from vqa_chat.data.captions import load_captions_jsonl, load_flickr8k
 from vqa_chat.data.datasets import (
@@ -18,7 +19,6 @@ from vqa_chat.data.datasets import (
     load,
     load_easy_vqa,
     load_graphcore,
-    load_image,
     load_vqa_json,
     load_vqav2,
     question_type,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from fakes import FakeBackend
 from PIL import Image
-from test_session import FakeBackend, fake  # noqa: F401  (the fixture)
 
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import describe
@@ -23,11 +23,13 @@ ANSWERS = {  # BLIP-2 part prompt -> answer
 class FakeBlip2(FakeBackend):
     """Answers the describe prompts from ANSWERS, anything else with "w0 w1 ..."."""
 
+    composes_descriptions = True
+
     def __init__(self, answers=ANSWERS):
         super().__init__("blip2")
         self.answers = answers
 
-    def stream(self, image_embeds, prompt, settings, stop=None):
+    def stream(self, image_embeds, prompt, settings, stop=None, state=None):
         self.prompts.append(prompt)
         if prompt in self.answers:
             yield " " + self.answers[prompt]
@@ -78,7 +80,7 @@ def picture(tmp_path):
     return str(path)
 
 
-def test_session_describe_with_one_prompt_model_then_follow_up(fake, tmp_path):  # noqa: F811
+def test_session_describe_with_one_prompt_model_then_follow_up(fake, tmp_path):
     s = ChatSession()
     list(s.describe(picture(tmp_path), "fake", GenerationSettings(max_new_tokens=3)))
     assert fake["fake"].prompts == ["Question: Describe this image in detail. Answer:"]
@@ -104,3 +106,19 @@ def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch,
         f"Question: Describe this image in detail. Answer: {description} Question: Is it raining? Answer:"
     )
     assert blip2.encoded == 1  # the image was encoded once for the description and the follow-up
+
+
+def test_regenerate_keeps_the_turns_mode(monkeypatch, tmp_path):
+    from vqa_chat import backends
+
+    blip2 = FakeBlip2()
+    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    s = ChatSession()
+    list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
+    assert s.conversation.turns[-1].mode == "describe"
+    list(s.regenerate("blip2", GenerationSettings()))  # composed again, not asked as a question
+    assert s.conversation.turns[-1].mode == "describe" and len(s.conversation.turns) == 1
+    assert s.history()[0]["answer"].startswith("A man riding a red bicycle.")
+    list(s.ask(None, describe.describe_question(), "blip2", GenerationSettings(max_new_tokens=2)))
+    assert s.conversation.turns[-1].mode == "ask" and s.history()[-1]["answer"] == "w0 w1"  # typed: asked

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import warnings
-import zlib
 
 import numpy as np
 import pytest
+from fakes import exif_photo, png_header_only
 from PIL import Image
 
 from vqa_chat.chat.images import MAX_SIDE, ImageError, load_image
@@ -26,17 +25,6 @@ def loaded(path, **kwargs):
     assert isinstance(im, Image.Image) and im.mode == "RGB"
     assert not im.info and not im.getexif()  # a fresh image: no EXIF, GPS, ICC or comments
     return im, notes
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height but holds almost no data (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 # ---- unusable files: a readable message, never a traceback ----
@@ -186,20 +174,6 @@ def test_grayscale_modes(tmp_path, mode, value):
     im, _ = loaded(path)
     expected = 255 if mode == "1" else 77
     assert im.getpixel((3, 3)) == (expected, expected, expected)
-
-
-def exif_photo(tmp_path, orientation: int):
-    """A wide 40x20 photo, red left half / blue right half, with an orientation tag and GPS data."""
-    im = Image.new("RGB", (40, 20), (0, 0, 255))
-    im.paste((255, 0, 0), (0, 0, 20, 20))
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    exif[0x010F] = "TestCam"  # camera make
-    exif.get_ifd(0x8825)[2] = (52.0, 31.0, 12.0)  # GPS latitude
-    path = tmp_path / f"rot{orientation}.jpg"
-    im.save(path, exif=exif, quality=95)
-    assert Image.open(path).getexif()[0x0112] == orientation
-    return path
 
 
 def test_exif_rotated_photo_is_upright_and_metadata_is_gone(tmp_path):

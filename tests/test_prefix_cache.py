@@ -11,8 +11,6 @@ from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.engine import kv as kvlib
-from vqa_chat.model.config import VLMConfig
-from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 QUESTIONS = ["what is in the picture?", "what color is the car?", "how many dogs are there?",
              "where is the man?", "what is the woman holding?"]  # fmt: skip
@@ -42,11 +40,8 @@ def blip2_generate(tiny_blip2_dir):
     return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
 
 
-def tiny_custom(parts, image_last=False, **options) -> CustomBackend:
-    torch.manual_seed(0)
-    cfg = VLMConfig(**parts, mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
-                    lm_image_last=image_last)  # fmt: skip
-    return CustomBackend(VisionLanguageModel(cfg), options=BackendOptions(**options))
+def tiny_custom(tiny_vlm, image_last=False, **options) -> CustomBackend:
+    return CustomBackend(tiny_vlm(lm_image_last=image_last), options=BackendOptions(**options))
 
 
 def test_kv_stack_take_select_round_trip():
@@ -87,9 +82,9 @@ def test_blip2_cached_turns_equal_uncached(blip2, blip2_generate, settings):
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=["plain", "defaults"])
-def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm_parts, settings):
-    backend = tiny_custom(tiny_vlm_parts)
-    reference = tiny_custom(tiny_vlm_parts, engine="generate")
+def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm, settings):
+    backend = tiny_custom(tiny_vlm)
+    reference = tiny_custom(tiny_vlm, engine="generate")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)
@@ -103,11 +98,11 @@ def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm_part
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=["plain", "defaults"])
-def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm_parts, settings):
+def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm, settings):
     """Image tokens right before the answer (the bundled model): a follow-up's LM input starts with the
     previous turn's prompt, so its KV is reused, and the answers are the uncached ones."""
-    backend = tiny_custom(tiny_vlm_parts, image_last=True)
-    reference = tiny_custom(tiny_vlm_parts, image_last=True, engine="generate")
+    backend = tiny_custom(tiny_vlm, image_last=True)
+    reference = tiny_custom(tiny_vlm, image_last=True, engine="generate")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)
@@ -117,9 +112,9 @@ def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm_part
     assert reused[0] == 0 and reused[1] >= previous[0] - 1 and all(r > reused[1] for r in reused[2:])
 
 
-def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm_parts):
+def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm):
     settings = SETTINGS[0]
-    backend = tiny_custom(tiny_vlm_parts, image_tokens="first")
+    backend = tiny_custom(tiny_vlm, image_tokens="first")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "green"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)

@@ -6,9 +6,8 @@ import json
 import os
 
 import pytest
+from fakes import exif_photo
 from PIL import Image
-from test_images import exif_photo
-from test_session import fake  # noqa: F401  (the fixture)
 
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import privacy
@@ -35,7 +34,7 @@ def no_log():
     privacy.configure_log(None)
 
 
-def test_gps_and_exif_are_gone_everywhere_the_image_goes(fake, upload):  # noqa: F811
+def test_gps_and_exif_are_gone_everywhere_the_image_goes(fake, upload):
     s = ChatSession()
     list(s.ask(str(upload), "What is it?", "fake", SETTINGS))
     assert not s.image.info and not s.image.getexif()  # what the models see
@@ -45,14 +44,14 @@ def test_gps_and_exif_are_gone_everywhere_the_image_goes(fake, upload):  # noqa:
     assert not on_disk.getexif() and on_disk.size == (20, 40)
 
 
-def test_files_outside_the_upload_cache_are_never_touched(fake, tmp_path):  # noqa: F811
+def test_files_outside_the_upload_cache_are_never_touched(fake, tmp_path):
     path = exif_photo(tmp_path, 1)
     before = path.read_bytes()
     list(ChatSession().ask(str(path), "What is it?", "fake", SETTINGS))
     assert path.read_bytes() == before
 
 
-def test_nothing_is_logged_by_default(fake, upload, tmp_path, caplog):  # noqa: F811
+def test_nothing_is_logged_by_default(fake, upload, tmp_path, caplog):
     caplog.set_level("DEBUG")
     before = set(tmp_path.rglob("*"))
     list(ChatSession().ask(str(upload), "Where do I live?", "fake", SETTINGS))
@@ -61,7 +60,7 @@ def test_nothing_is_logged_by_default(fake, upload, tmp_path, caplog):  # noqa: 
     assert "Where do I live?" not in caplog.text
 
 
-def test_log_dir_gets_jsonl_and_clean_images(fake, upload, tmp_path):  # noqa: F811
+def test_log_dir_gets_jsonl_and_clean_images(fake, upload, tmp_path):
     privacy.configure_log(tmp_path / "logs")
     s = ChatSession()
     list(s.ask(str(upload), "What is it?", "fake", SETTINGS))
@@ -73,7 +72,7 @@ def test_log_dir_gets_jsonl_and_clean_images(fake, upload, tmp_path):  # noqa: F
     assert not logged.getexif() and logged.size == (20, 40)
 
 
-def test_delete_my_session_drops_images_features_history_and_files(fake, upload):  # noqa: F811
+def test_delete_my_session_drops_images_features_history_and_files(fake, upload):
     s = ChatSession()
     list(s.ask(str(upload), "What is it?", "fake", SETTINGS))
     files = list(s.thumbnails) + list(s.uploads)

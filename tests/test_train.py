@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from vqa_chat.model.answer_head import IGNORE, AnswerHead, answer_vocabulary
+from vqa_chat.model.vision_language_model import VisionLanguageModel
 from vqa_chat.train import loop as train
 from vqa_chat.train.data import build_examples, contrast_twin, easy_vqa_attributes, easy_vqa_description
 
@@ -24,9 +27,9 @@ def write_captions(folder):
         (folder / f"{split}.jsonl").write_text("\n".join(lines))
 
 
-def run(tmp_path, parts, *overrides):
+def run(tmp_path, parts, *overrides, out="run"):
     model = [f"{k}={v}" for k, v in parts.items()]
-    args = ["dataset=captions", f"data_dir={tmp_path}", f"out_dir={tmp_path / 'run'}", "batch_size=4",
+    args = ["dataset=captions", f"data_dir={tmp_path}", f"out_dir={tmp_path / out}", "batch_size=4",
             "warmup_steps=1", "eval_every=3", "eval_limit=4", "save_every=2", "precision=fp32", "lr=3e-3",
             "mp_num_queries=2", "mp_hidden=32", "mp_layers=2", "mp_heads=4", *model, *overrides]  # fmt: skip
     train.main(args)
@@ -40,12 +43,37 @@ def test_train_saves_resumes_and_plots(tmp_path, tiny_vlm_parts, monkeypatch):
     state = json.loads((out / "history.json").read_text())
     assert [s for s, _ in state["loss"]] == [1, 2, 3, 4]
     assert (out / "curves.png").stat().st_size > 1000
-    assert sorted(p.name for p in (out / "final").iterdir()) == ["config.json", "model.safetensors"]
+    final = sorted(p.name for p in (out / "final").iterdir())
+    assert final == ["config.json", "domain.json", "model.safetensors"]  # no stage 1: no answer head
     assert (out / "checkpoint" / "trainer_state.pt").exists()
     run(tmp_path, tiny_vlm_parts, "max_steps=6")  # same command, more steps: continues from step 4
     state = json.loads((out / "history.json").read_text())
     assert [s for s, _ in state["loss"]] == [1, 2, 3, 4, 5, 6]
     assert [s for s, _ in state["eval"]] == [3, 4, 6]
+
+
+def test_a_killed_run_resumed_ends_exactly_where_a_straight_run_does(tmp_path, tiny_vlm_parts, monkeypatch):
+    monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
+    write_captions(tmp_path)
+    run(tmp_path, tiny_vlm_parts, "max_steps=6", out="straight")
+    save = train.save_checkpoint
+
+    def save_then_die(model, head, optimizer, scaler, step, history, cfg):
+        save(model, head, optimizer, scaler, step, history, cfg)
+        if step == 4:
+            raise KeyboardInterrupt  # killed right after the checkpoint of step 4
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, tiny_vlm_parts, "max_steps=6", out="resumed")
+    assert not (tmp_path / "resumed" / "final").exists()
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    run(tmp_path, tiny_vlm_parts, "max_steps=6", out="resumed")  # the same command again: steps 5 and 6
+    histories = [json.loads((tmp_path / out / "history.json").read_text()) for out in ("straight", "resumed")]
+    assert histories[0] == histories[1]  # the same losses at every step, the same evaluations
+    assert [s for s, _ in histories[1]["loss"]] == [1, 2, 3, 4, 5, 6]
+    a, b = (load_file(tmp_path / out / "final" / "model.safetensors") for out in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same weights, bit for bit
 
 
 def test_overrides_reach_both_configs():
@@ -115,5 +143,11 @@ def test_two_stages_classifier_first_then_the_lm(tmp_path, tiny_vlm_parts, monke
     run(tmp_path, tiny_vlm_parts, "max_steps=5", "stage1_steps=3", "stage1_batch_size=4")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [s for s, _ in history["eval"]] == [3, 5]  # the end of each stage is evaluated
+    final = tmp_path / "run" / "final"  # the classifier is exported for the top-k answers, with the domain
+    assert sorted(p.name for p in final.iterdir()) == [
+        "answer_head.safetensors", "config.json", "domain.json", "model.safetensors"
+    ]  # fmt: skip
+    model = VisionLanguageModel.from_pretrained(str(final))
+    assert model.domain is not None and model.answer_head is not None
     assert train.lr_at(0, train.load_config(None, ["stage1_steps=10", "warmup_steps=2"])) == 5e-4
     assert train.lr_at(10, train.load_config(None, ["stage1_steps=10", "warmup_steps=2"])) == 5e-4

@@ -2,7 +2,9 @@
 
 `make_tiny_blip2(folder)` saves a complete BLIP-2 checkpoint (model + processor) to `folder`, so any code that
 loads "a BLIP-2 from a hub id or a local folder" can load it, e.g. `VQA_CHAT_BLIP2_MODEL=<folder>`.
-Everything is seeded: the same call always writes the same weights and tokenizer.
+`make_tiny_vlm_parts(folder)` saves a tiny ViT and Llama LM; `make_tiny_vlm(parts)` builds the custom model on
+them. Everything is seeded: the same call always writes the same weights and tokenizer. Tests get these
+through conftest.py's fixtures (tiny_blip2_dir, tiny_vlm_parts, tiny_vlm) rather than importing this module.
 """
 
 from __future__ import annotations
@@ -146,3 +148,15 @@ def make_tiny_vlm_parts(folder: str | Path, seed: int = 0) -> dict[str, str]:
     lm.save_pretrained(lm_dir)
     tokenizer.save_pretrained(lm_dir)
     return {"vit_source": str(vit_dir), "lm_source": str(lm_dir)}
+
+
+def make_tiny_vlm(parts: dict[str, str], **overrides):
+    """A tiny random custom VLM on `parts` (see make_tiny_vlm_parts), with the bundled model's connector
+    features (text positions, product token) and no dropout; `overrides` are VLMConfig fields."""
+    from vqa_chat.model.config import VLMConfig
+    from vqa_chat.model.vision_language_model import VisionLanguageModel
+
+    torch.manual_seed(0)
+    connector = dict(mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
+                     mp_text_pos=True, mp_product=True)  # fmt: skip
+    return VisionLanguageModel(VLMConfig(**parts, **{**connector, **overrides}))

@@ -3,7 +3,10 @@
     python -m vqa_chat.cli --backend blip2 --image photo.jpg --question "What is on the table?"
 
 Greedy decoding by default, so the answer is deterministic. `--plain` turns off all our generation
-adjustments: the answer is then exactly transformers' greedy `generate` (whitespace stripped).
+adjustments: the answer is then exactly transformers' greedy `generate` (whitespace stripped). A picture
+or question outside what the model was trained on (the custom model's domain) is answered from the photo's
+measured facts instead, as in the chat. `--top-k 5` also prints the model's five likeliest answers with
+their probabilities (models with an answer head).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["8bit", "4bit", "int8"],
                    help="8bit/4bit: bitsandbytes (CUDA only); int8: dynamic int8 LM (CPU only)")
     p.add_argument("--plain", action="store_true", help="exactly transformers' greedy generate, no tweaks")
-    p.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = greedy)")
+    p.add_argument("--num-beams", type=int, default=GenerationSettings.num_beams, help="1 = no beam search")
     p.add_argument("--device", help='"cuda", "cuda:1" or "cpu" (default: CUDA when present)')
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 GPU, fp32 CPU")
     p.add_argument("--heatmap", metavar="OUT.png", help="also save where the model looked")
+    p.add_argument("--top-k", type=int, default=0, metavar="K", help="also print the K likeliest answers")
     return p
 
 
@@ -53,11 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = get_backend(args.backend)
         embeds = backend.encode_image(image)
-        answer = backend.generate(embeds, prompt, settings)
+        in_domain = backend.in_domain(embeds, image, question)
+        if in_domain:
+            answer = backend.generate(embeds, prompt, settings)
+        else:  # not what the model knows: answered from the photo's facts, as in the chat
+            from vqa_chat.photo import answers
+            from vqa_chat.photo.facts import photo_facts
+
+            answer = answers.answer(question, photo_facts(image))
     except Exception as e:  # load failures (offline, memory) and too-long prompts explain themselves
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(answer)
+    if args.top_k and in_domain:
+        for candidate, probability in backend.top_answers(embeds, prompt, args.top_k):
+            print(f"{probability:7.2%}  {candidate}")
+    elif args.top_k:
+        print("(no top answers: out of the model's domain, answered from the photo's facts)", file=sys.stderr)
     if args.heatmap:
         from vqa_chat.chat.heatmap import heatmap_image
 

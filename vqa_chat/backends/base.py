@@ -3,7 +3,10 @@
 A backend turns an image into "image tokens" (embeddings in its language model's input space) once, and
 then answers any number of text prompts about that image by generating after
 `[image tokens][prompt tokens]`. BLIP-2 and our custom Q-Former model both have exactly this shape, so
-the app, the CLI and the evaluator talk to them the same way.
+the app, the CLI and the evaluator talk to them the same way. Everything callers use is on `Backend`:
+streaming (with the session's reusable state), answer scoring for the confidence check, the attention map
+for the heatmap, and whether describe mode composes the description; what a backend can't do has a default.
+Also here: the options and settings every backend takes, device/dtype choice, and `BusyError`.
 """
 
 from __future__ import annotations
@@ -80,16 +83,29 @@ def resolve_device(options: BackendOptions) -> tuple[str, torch.dtype]:
     return device, dtype
 
 
+class BusyError(RuntimeError):
+    """Too many chats are waiting for the model (engine queue full, or a server's 429/503);
+    str(error) is a user-readable sentence."""
+
+
 class Backend(ABC):
-    """A loaded model that answers prompts about images. One instance is shared by all sessions."""
+    """A loaded model that answers prompts about images. One instance is shared by all sessions.
+
+    Everything the app, the CLI and the evaluator call is here. What a backend may not support has a
+    default: no conversation state (`new_state` gives None), no answer scoring (`answer_logprobs` gives None),
+    no attention map (`attention_map` raises NotImplementedError), no composed descriptions.
+    """
 
     name: str = ""  # registry key, e.g. "blip2"
+    model_id: str = ""  # the hub id or folder the model was loaded from
     context_length: int = 2048  # tokens the language model accepts, image tokens included
-    num_image_tokens: int = 0  # LM positions the image takes in every prompt
+    num_image_tokens: int = 0  # LM positions the image takes in every prompt (every backend sets it)
+    composes_descriptions: bool = False  # True: describe mode composes short answers (chat/describe.py)
 
     @abstractmethod
     def encode_image(self, image: Image.Image) -> torch.Tensor:
-        """Run the vision side once: returns image tokens [1, Q, D] in the LM's embedding space."""
+        """Run the vision side once: what `stream` takes as `image_embeds` for every turn about the image
+        (BLIP-2: image tokens [1, Q, D]; custom: encoder patches [1, N, C]; vLLM: the image as a data URL)."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
@@ -102,16 +118,37 @@ class Backend(ABC):
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
+        state=None,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set.
 
-        Backends whose `new_state()` returns a state also take `state=` (keyword): the session's reusable
-        conversation state (kv.PrefixCache), read and refreshed on every turn.
+        `state` is the session's reusable conversation state from `new_state()` (kv.PrefixCache), read and
+        refreshed on every turn; None = nothing reused (backends without state ignore it).
         """
 
     def new_state(self):
         """A fresh per-session conversation state (e.g. a prefix KV cache), or None if not supported."""
         return None
+
+    def answer_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
+        """Log-probability of each token of `answer` (as it follows `prompt` about the image), for the
+        confidence check (chat/confidence.py); None when this backend cannot score answers."""
+        return None
+
+    def in_domain(self, image_embeds, image: Image.Image, question: str | None) -> bool:
+        """Is this picture (and `question`; None = a describe request) like what the model was trained on?
+        Out of domain, the chat answers from photo facts instead (chat/photo). General models: always."""
+        return True
+
+    def top_answers(self, image_embeds, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k likeliest short answers with their probabilities, or [] when the model has no answer head."""
+        return []
+
+    def attention_map(self, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
+        """Where the model looked for `prompt`: weights over the patch grid [grid, grid] summing to 1
+        (chat/heatmap.py). `image_embeds` is `encode_image(image)` when the caller has it.
+        Raises NotImplementedError (a user-readable message) when this backend cannot tell."""
+        raise NotImplementedError(f"the {self.name or 'selected'} backend cannot show where it looked")
 
     def generate(self, image_embeds: torch.Tensor, prompt: str, settings: GenerationSettings) -> str:
         """The whole answer at once (same text as joining `stream`)."""
@@ -122,3 +159,15 @@ class Backend(ABC):
     ) -> list[str]:
         """Answer many (image, prompt) pairs; backends override this with real batching."""
         return [self.generate(self.encode_image(im), p, settings) for im, p in zip(images, prompts)]
+
+
+@torch.no_grad()
+def teacher_forced_logprobs(lm, embeds: torch.Tensor, answer_ids: list[int]) -> list[float]:
+    """Log-probability of each of `answer_ids` after the LM input `embeds` [1, T, D] and the answer tokens
+    before it: one forward pass of the causal LM `lm` (shared by the backends that run their LM here)."""
+    table = lm.get_input_embeddings()
+    ids = torch.tensor([answer_ids], device=table.weight.device)  # [1, A]
+    full = torch.cat([embeds.to(table.weight.device, table.weight.dtype), table(ids)], dim=1)  # [1, T + A, D]
+    logits = lm(inputs_embeds=full).logits[0, embeds.shape[1] - 1 : -1].float()  # [A, V]
+    logprobs = logits.log_softmax(-1).gather(1, ids[0, :, None].to(logits.device))  # [A, 1]
+    return logprobs[:, 0].tolist()

@@ -9,7 +9,7 @@ tokens), without re-running the vision side on follow-up turns.
 
 from __future__ import annotations
 
-import os
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +18,15 @@ import torch
 from PIL import Image
 from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
 
-from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat import settings
+from vqa_chat.backends.base import (
+    Backend,
+    BackendOptions,
+    GenerationSettings,
+    ModelLoadError,
+    resolve_device,
+    teacher_forced_logprobs,
+)
 from vqa_chat.engine import generation
 from vqa_chat.engine import options as engine_options
 from vqa_chat.engine.kv import PrefixCache
@@ -38,6 +46,7 @@ class Blip2Backend(Backend):
     """One loaded BLIP-2, shared by all sessions (inference only reads weights: concurrent calls are safe)."""
 
     name = "blip2"
+    composes_descriptions = True  # it answers short questions best: describe mode asks several (describe.py)
 
     def __init__(
         self,
@@ -68,7 +77,7 @@ class Blip2Backend(Backend):
 
         Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline).
         """
-        model_id = options.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        model_id = options.model or settings.read().blip2_model or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         _check_source(model_id)
         kwargs = {"dtype": dtype}
@@ -92,15 +101,20 @@ class Blip2Backend(Backend):
 
     # ---- the vision side, once per image ----
 
+    @torch.no_grad()
+    def vision_patches(self, images: list[Image.Image]) -> torch.Tensor:
+        """The vision encoder's output [B, 1 + N, Dv] for RGB images: CLS, then the patch grid."""
+        weight = self.model.vision_model.embeddings.patch_embedding.weight
+        pixels = self.processor.image_processor(images=images, return_tensors="pt").pixel_values
+        pixels = pixels.to(weight.device, weight.dtype)  # [B, 3, H, W]
+        return self.model.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state
+
     @generation.on_gpu
     @torch.no_grad()
     def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
         """Image tokens [B, Q, D] for a list of RGB images (vision encoder + Q-Former + projection)."""
         m = self.model
-        weight = m.vision_model.embeddings.patch_embedding.weight
-        pixels = self.processor.image_processor(images=images, return_tensors="pt").pixel_values
-        pixels = pixels.to(weight.device, weight.dtype)  # [B, 3, H, W]
-        patches = m.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state  # [B, N, Dv]
+        patches = self.vision_patches(images)  # [B, N, Dv]
         patch_mask = torch.ones(patches.shape[:-1], dtype=torch.long, device=patches.device)  # [B, N]
         queries = m.query_tokens.expand(patches.shape[0], -1, -1)  # [B, Q, Dq]
         query_out = m.qformer(
@@ -111,6 +125,21 @@ class Blip2Backend(Backend):
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         return self.encode_images([image])  # [1, Q, D]
+
+    @generation.on_gpu
+    @torch.no_grad()
+    def attention_map(self, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
+        """The Q-Former's cross-attention over the vision patches, averaged over layers, heads and queries,
+        without the CLS position: [grid, grid] weights summing to 1. The Q-Former does not read the
+        question, so the map is the same for every `prompt`; the projected `image_embeds` can't give it, so
+        the vision encoder runs again."""
+        patches = self.vision_patches([image])  # [1, 1 + N, Dv]
+        maps = qformer_cross_attention(self.model.qformer, self.model.query_tokens, patches)
+        attention = torch.stack([a.float().mean(dim=(1, 2)) for a in maps]).mean(0)[0]  # [1 + N]
+        attention = attention[1:]  # drop the CLS position: the rest is the patch grid
+        grid = math.isqrt(attention.numel())
+        attention = attention[-grid * grid :]
+        return (attention / attention.sum()).reshape(grid, grid).cpu()
 
     # ---- the language side, every turn ----
 
@@ -125,6 +154,16 @@ class Blip2Backend(Backend):
         text = embed(torch.tensor(ids, device=embed.weight.device))  # [P, D]
         image = image_embeds.reshape(-1, text.shape[-1]).to(text.device, text.dtype)  # [1, Q, D] -> [Q, D]
         return torch.cat([image, text], dim=0), ids  # [Q + P, D]
+
+    def token_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer_ids: list[int]) -> list[float]:
+        """Log-probability of each answer token after `[image tokens][BOS + prompt]` (teacher-forced)."""
+        with torch.no_grad():
+            embeds, _ = self._prompt_embeds(image_embeds, prompt)  # [T, D]
+        return teacher_forced_logprobs(self.model.language_model, embeds[None], answer_ids)
+
+    def answer_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
+        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False).input_ids  # as after `Answer:`
+        return self.token_logprobs(image_embeds, prompt, ids) if ids else None
 
     def _fit(self, length: int, settings: GenerationSettings) -> None:
         if length + settings.max_new_tokens > self.context_length:
@@ -144,12 +183,10 @@ class Blip2Backend(Backend):
         with torch.no_grad():
             embeds, ids = self._prompt_embeds(image_embeds, prompt)  # [T, D]
         self._fit(embeds.shape[0], settings)
-        if self.scheduler is not None and settings.num_beams == 1:
-            yield from self.scheduler.submit(embeds, settings, stop, state, prompt_ids=ids)
-            return
         mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
-        yield from generation.stream_generate(
-            self.model.language_model, self.tokenizer, embeds[None], mask, settings, stop, prompt_ids=ids
+        lm = self.model.language_model
+        yield from generation.stream_answer(
+            self.scheduler, lm, self.tokenizer, embeds[None], mask, settings, stop, state, ids
         )
 
     def generate_batch(
@@ -165,6 +202,31 @@ class Blip2Backend(Backend):
         return generation.generate_batch(
             self.model.language_model, self.tokenizer, embeds, mask, settings, [ids for _, ids in pairs]
         )
+
+
+@torch.no_grad()
+def qformer_cross_attention(qformer, query_tokens: torch.Tensor, patches: torch.Tensor) -> list[torch.Tensor]:
+    """The Q-Former's cross-attention weights over `patches` [B, N, Dv], one [B, heads, Q, N] per
+    cross-attention layer, computed here from the layers' own query/key projections.
+
+    The model's attention kernel (SDPA) returns no weights, and switching the shared model to "eager" would
+    switch it for every session answering at the same time: this reads the weights without changing it."""
+    norm = qformer.layernorm.weight  # the Q-Former may be kept in fp32
+    patches = patches.to(norm.device, norm.dtype)
+    hidden = qformer.layernorm(query_tokens.expand(patches.shape[0], -1, -1).to(norm.device, norm.dtype))
+    maps = []
+    for layer in qformer.encoder.layer:  # each layer as Blip2QFormerModel runs it (dropout is off in eval)
+        if layer.has_cross_attention:
+            cross = layer.crossattention.attention
+            queries = layer.attention(hidden)  # the self-attention sub-layer's output: what cross-attends
+            heads = (hidden.shape[0], -1, cross.num_attention_heads, cross.attention_head_size)
+            q = cross.query(queries).view(heads).transpose(1, 2)  # [B, H, Q, d]
+            k = cross.key(patches).view(heads).transpose(1, 2)  # [B, H, N, d]
+            maps.append((q @ k.transpose(-1, -2) * cross.scaling).softmax(-1))  # [B, H, Q, N]
+        hidden = layer(hidden, encoder_hidden_states=patches, query_length=hidden.shape[1])
+    if not maps:
+        raise RuntimeError("this BLIP-2's Q-Former has no cross-attention layers")
+    return maps
 
 
 def _load_error_message(model_id: str, error: Exception) -> str:

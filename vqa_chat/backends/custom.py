@@ -29,7 +29,15 @@ import torch
 from PIL import Image
 from transformers import BitsAndBytesConfig
 
-from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat import settings
+from vqa_chat.backends.base import (
+    Backend,
+    BackendOptions,
+    GenerationSettings,
+    ModelLoadError,
+    resolve_device,
+    teacher_forced_logprobs,
+)
 from vqa_chat.engine import generation
 from vqa_chat.engine import options as engine_options
 from vqa_chat.engine.kv import PrefixCache
@@ -61,7 +69,7 @@ class CustomBackend(Backend):
 
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
-        model_id = options.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        model_id = options.model or settings.read().custom_model or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
@@ -86,9 +94,7 @@ class CustomBackend(Backend):
     @torch.no_grad()
     def inputs(self, patches: torch.Tensor, prompts: list[str]):
         """LM inputs for B images and prompts: embeds [B, T, D], mask [B, T], prompt ids per row."""
-        self.tokenizer.padding_side = "left"
-        text = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
-        image, _ = self.model.image_tokens(patches.to(self.model.device), text.input_ids, text.attention_mask)
+        text, image, _ = self.model.read_prompts(patches, prompts)
         embeds, mask = self.model.lm_inputs(image, text.input_ids, text.attention_mask)
         ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
         return embeds, mask, ids
@@ -105,11 +111,8 @@ class CustomBackend(Backend):
             embeds, mask, ids = self.pinned_inputs(image_embeds, prompt, state)
         else:
             embeds, mask, ids = self.inputs(image_embeds, [prompt])
-        if self.scheduler is not None and settings.num_beams == 1:
-            yield from self.scheduler.submit(embeds, settings, stop, state, prompt_ids=ids[0])
-            return
-        yield from generation.stream_generate(
-            self.model.lm, self.tokenizer, embeds, mask, settings, stop, ids[0]
+        yield from generation.stream_answer(
+            self.scheduler, self.model.lm, self.tokenizer, embeds, mask, settings, stop, state, ids[0]
         )
 
     @torch.no_grad()
@@ -118,13 +121,26 @@ class CustomBackend(Backend):
         (kept in `state`), so that consecutive turns share their LM input up to the new text."""
         extra = state.extra if state is not None else {}
         if extra.get("patches") is not patches:  # a new image (or no state): compute and pin
-            text = self.tokenizer([prompt], return_tensors="pt").to(self.model.device)
-            patches_on = patches.to(self.model.device)
-            image, _ = self.model.image_tokens(patches_on, text.input_ids, text.attention_mask)
+            _, image, _ = self.model.read_prompts(patches, [prompt])
             extra.update(patches=patches, image=image)  # image tokens [1, Q, D]
         ids = self.tokenizer([prompt], return_tensors="pt").input_ids.to(self.model.device)  # [1, P]
         embeds, mask = self.model.lm_inputs(extra["image"], ids, torch.ones_like(ids))  # [1, Q + P, D]
         return embeds, mask, [ids[0].tolist()]
+
+    def in_domain(self, image_embeds: torch.Tensor, image: Image.Image, question: str | None) -> bool:
+        domain = self.model.domain
+        if domain is None:  # a model without a fitted domain is trusted everywhere
+            return True
+        if not domain.image_in_domain(image_embeds, image):
+            return False
+        return question is None or domain.question_in_domain(question)
+
+    @torch.no_grad()
+    def top_answers(self, image_embeds: torch.Tensor, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+        if self.model.answer_head is None:
+            return []
+        _, image, _ = self.model.read_prompts(image_embeds.to(self.model.device), [prompt])
+        return self.model.answer_head.top_k(image, k)
 
     def generate_batch(
         self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
@@ -134,15 +150,22 @@ class CustomBackend(Backend):
         embeds, mask, ids = self.inputs(patches, prompts)
         return generation.generate_batch(self.model.lm, self.tokenizer, embeds, mask, settings, ids)
 
+    def token_logprobs(self, patches: torch.Tensor, prompt: str, answer_ids: list[int]) -> list[float]:
+        """Log-probability of each answer token after this prompt's LM input (teacher-forced)."""
+        embeds, _, _ = self.inputs(patches, [prompt])  # [1, T, D]
+        return teacher_forced_logprobs(self.model.lm, embeds, answer_ids)
+
+    def answer_logprobs(self, patches: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
+        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False).input_ids  # as after `Answer:`
+        return self.token_logprobs(patches, prompt, ids) if ids else None
+
     @torch.no_grad()
-    def attention_map(self, patches: torch.Tensor, prompt: str) -> torch.Tensor | None:
-        """Where the Q-Former looked for this prompt: weights over the patch grid [grid, grid], or None."""
-        self.tokenizer.padding_side = "left"
-        text = self.tokenizer([prompt], return_tensors="pt").to(self.model.device)
-        _, attention = self.model.image_tokens(
-            patches.to(self.model.device), text.input_ids, text.attention_mask, return_attention=True
-        )
+    def attention_map(self, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
+        """Where the Q-Former looked for this prompt (it reads the question): [grid, grid] weights, from
+        `image_embeds` (the cached patches) when given."""
+        patches = image_embeds if image_embeds is not None else self.encode_image(image)
+        _, _, attention = self.model.read_prompts(patches, [prompt], return_attention=True)
         if attention is None:
-            return None
+            raise NotImplementedError("this model's connector has no cross-attention to show")
         grid = self.model.cfg.vit_grid
         return attention[0].reshape(grid, grid).float().cpu()  # [N] -> [grid, grid]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import threading
 import urllib.error
 import urllib.request
@@ -28,8 +27,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings, ModelLoadError
-from vqa_chat.engine.batching import BusyError
+from vqa_chat import settings
+from vqa_chat.backends.base import Backend, BackendOptions, BusyError, GenerationSettings, ModelLoadError
 
 URL_ENV, MODEL_ENV, KEY_ENV = "VQA_CHAT_VLLM_URL", "VQA_CHAT_VLLM_MODEL", "VQA_CHAT_VLLM_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
@@ -41,10 +40,11 @@ class EncodedImage:
     """What `encode_image` returns here: the image as a data URL, sent with every turn."""
 
     url: str
-    shape: tuple = (1, BLIP2_QUERY_TOKENS)  # the session reads shape[1] as the image's token count
 
 
 class VLLMBackend(Backend):
+    """No answer scoring, attention maps or composed descriptions: the server gives only the text."""
+
     name = "vllm"
     num_image_tokens = BLIP2_QUERY_TOKENS
 
@@ -57,8 +57,9 @@ class VLLMBackend(Backend):
     @classmethod
     def load(cls, options: BackendOptions) -> VLLMBackend:
         """Connect to the server at `options.model` (a URL), else $VQA_CHAT_VLLM_URL, else localhost:8000."""
-        url = (options.model or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
-        backend = cls(url, os.environ.get(MODEL_ENV, ""))
+        env = settings.read()
+        url = (options.model or env.vllm_url or DEFAULT_URL).rstrip("/")
+        backend = cls(url, env.vllm_model)
         try:
             models = backend._request("GET", backend.base_url + "/models", timeout=10)["data"]
         except Exception as e:
@@ -76,8 +77,9 @@ class VLLMBackend(Backend):
     def _open(self, method: str, url: str, body: dict | None = None, timeout: float | None = None):
         """An open HTTP response; server errors become readable exceptions (503/429: BusyError)."""
         headers = {"Content-Type": "application/json"}
-        if os.environ.get(KEY_ENV):
-            headers["Authorization"] = f"Bearer {os.environ[KEY_ENV]}"
+        key = settings.read().vllm_api_key
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data, headers, method=method)
         try:
@@ -134,8 +136,10 @@ class VLLMBackend(Backend):
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
+        state=None,
     ) -> Iterator[str]:
-        """Yield the answer's text as the server streams it; closing the connection stops the server."""
+        """Yield the answer's text as the server streams it; closing the connection stops the server.
+        No `state` here: the server reuses the shared prefix itself (--enable-prefix-caching)."""
         body = self.request_body(image_embeds, prompt, settings)
         with self._open("POST", self.base_url + "/chat/completions", body) as r:
             for raw in r:

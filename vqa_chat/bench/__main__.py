@@ -95,7 +95,7 @@ class Setup:
 
 
 def setup(cfg: BenchConfig) -> Setup:
-    from vqa_chat.data.datasets import load_image
+    from vqa_chat.chat.images import load_image
 
     options = BackendOptions(
         model=cfg.model, device=cfg.device, dtype=cfg.dtype, compile=cfg.compile,
@@ -113,7 +113,7 @@ def setup(cfg: BenchConfig) -> Setup:
 
 def followups(cfg: BenchConfig, s: Setup) -> list[Row]:
     """1. TTFT of turn 1 and turn N, ours (both modes) vs naive."""
-    from vqa_chat.data.datasets import load_image
+    from vqa_chat.chat.images import load_image
 
     settings = GenerationSettings()  # the app's defaults
     ttft = {"exact": [], "pinned": [], "naive": []}

@@ -213,7 +213,7 @@ def conversation_accuracy(exact, pinned, conversations: list[list[dict]], settin
     """easy-VQA accuracy (official metric, %) of the answers to follow-up turns (2nd question on) when each
     image's questions are asked as one conversation: exact (per-question image tokens) vs pinned (the first
     question's), and the same questions asked alone (one-turn prompts, the way the model was trained)."""
-    from vqa_chat.data.datasets import load_image
+    from vqa_chat.chat.images import load_image
     from vqa_chat.eval.evaluate import score_records
 
     records, answers = [], {"exact": [], "pinned": [], "alone": []}

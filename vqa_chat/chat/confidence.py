@@ -3,8 +3,8 @@
 After an answer is generated we score it once with the language model (one forward pass over
 `[image tokens][prompt][answer]`, teacher-forced): the log-probability of every answer token. The answer's
 confidence is a statistic of those (the mean log-prob by default: the log of the geometric-mean token
-probability; or the lowest one). Below a threshold the chat says in plain words that it is unsure and how to
-retake the photo, instead of stating a guess as fact.
+probability; or the lowest one). Below a threshold the chat says in plain words that it is unsure, instead
+of stating a guess as fact. (Advice to retake the photo comes only from its measured light and sharpness.)
 
 The threshold is calibrated on held-out data with `python -m vqa_chat.eval.calibrate` and kept
 in configs/confidence.json, one entry per backend:
@@ -17,24 +17,22 @@ Without an entry the backend uses DEFAULT_THRESHOLD (uncalibrated; the chat stil
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import torch
+from vqa_chat import settings
+from vqa_chat.chat.conversation import Turn
+
+log = logging.getLogger(__name__)
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "confidence.json"
 CONFIG_ENV = "VQA_CHAT_CONFIDENCE"  # another calibration file
 DEFAULT_THRESHOLD = math.log(0.3)  # mean token probability below 30 %: unsure (uncalibrated fallback)
 STATISTICS = ("mean", "min")
 
-UNSURE_PREFIX = "I'm not sure about this. My best guess:"
-RETAKE_ADVICE = (
-    "The photo may be unclear to me. If you can, take it again: a little closer to the thing you are "
-    "asking about, with more light, and holding the camera steady."
-)
 
 
 @dataclass
@@ -45,7 +43,7 @@ class Calibration:
 
 
 def config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or CONFIG_PATH)
+    return Path(settings.read().confidence or CONFIG_PATH)
 
 
 @cache
@@ -76,39 +74,10 @@ def save_calibration(backend_name: str, entry: dict, path: str | Path | None = N
     return path
 
 
-def _lm_inputs(backend, image_embeds: torch.Tensor, prompt: str):
-    """(causal LM, LM input embeddings [1, T, D]) for `prompt` about the image, or None if unsupported."""
-    if hasattr(backend, "_prompt_embeds"):  # BLIP-2: [image tokens][BOS + prompt]
-        embeds, _ = backend._prompt_embeds(image_embeds, prompt)  # [T, D]
-        return backend.model.language_model, embeds[None]
-    if hasattr(backend, "inputs") and hasattr(getattr(backend, "model", None), "lm"):  # our Q-Former VLM
-        embeds, _, _ = backend.inputs(image_embeds, [prompt])  # [1, T, D]
-        return backend.model.lm, embeds
-    return None
-
-
-@torch.no_grad()
-def token_logprobs(backend, image_embeds, prompt: str, answer_ids: list[int]) -> list[float] | None:
-    """Log-probability of each answer token given the image, the prompt and the answer tokens before it."""
-    found = _lm_inputs(backend, image_embeds, prompt)
-    if found is None or not answer_ids:
-        return None
-    lm, embeds = found
-    table = lm.get_input_embeddings()
-    ids = torch.tensor([answer_ids], device=table.weight.device)  # [1, A]
-    full = torch.cat([embeds.to(table.weight.device, table.weight.dtype), table(ids)], dim=1)  # [1, T + A, D]
-    logits = lm(inputs_embeds=full).logits[0, embeds.shape[1] - 1 : -1].float()  # [A, V]
-    logprobs = logits.log_softmax(-1).gather(1, ids[0, :, None].to(logits.device))  # [A, 1]
-    return logprobs[:, 0].tolist()
-
-
-def answer_logprobs(backend, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
-    """Token log-probs of the answer text (tokenized as it follows `Answer:`, with a leading space)."""
+def answer_logprobs(backend, image_embeds, prompt: str, answer: str) -> list[float] | None:
+    """Token log-probs of the answer text as it follows `Answer:` (None when it can't be scored)."""
     answer = answer.strip()
-    if not answer or getattr(backend, "tokenizer", None) is None:
-        return None
-    ids = backend.tokenizer(" " + answer, add_special_tokens=False).input_ids
-    return token_logprobs(backend, image_embeds, prompt, ids)
+    return backend.answer_logprobs(image_embeds, prompt, answer) if answer else None
 
 
 def statistic(logprobs: list[float], kind: str = "mean") -> float:
@@ -127,6 +96,11 @@ def is_unsure(backend_name: str, confidence: float | None) -> bool:
     return confidence is not None and confidence < calibration(backend_name).threshold
 
 
-def hedged(answer: str) -> str:
-    """The chat's wording for an answer the model was not sure of."""
-    return f"{UNSURE_PREFIX} {answer}\n\n{RETAKE_ADVICE}"
+def check(turn: Turn, backend, image_embeds, prompt: str, answer: str) -> None:
+    """Score the finished `answer` to `prompt` and mark `turn` unsure when below the backend's threshold."""
+    try:
+        turn.confidence = answer_confidence(backend, image_embeds, prompt, answer)
+    except Exception:  # scoring is a bonus: never lose the answer over it
+        log.exception("could not score the answer")
+        return
+    turn.unsure = is_unsure(backend.name, turn.confidence)

@@ -22,16 +22,32 @@ class ConversationError(ValueError):
     """A question that can't be asked; str(error) is a user-readable sentence."""
 
 
+UNSURE_PREFIX = "I'm not sure about this. My best guess:"  # how an answer the model was unsure of begins
+
+
 @dataclass(eq=False)  # compared by identity: two equal turns are still two turns
 class Turn:
     question: str
     answer: str = ""
     backend: str = ""  # which backend answered ("blip2", "custom")
+    mode: str = "ask"  # "ask", or "describe": a detailed description (describe.py; Regenerate keeps it)
     segment: int = 0  # which image the turn is about (index of the image in this chat)
     stopped: bool = False  # the user stopped generation: `answer` is partial
     prompt: str = ""  # the prompt the answer was generated for (the heatmap uses it)
     confidence: float | None = None  # calibrated statistic of the answer's token log-probs (confidence.py)
     unsure: bool = False  # confidence below the backend's threshold: the chat hedges the answer
+    source: str = "model"  # "model", or "photo facts": out of the model's domain (photo/answers.py)
+    facts_note: str = ""  # shown after the answer, not in later prompts: text the photo facts read that a
+    # description missed, and retake advice only when the measured light or sharpness call for it
+    alternatives: list[tuple[str, float]] = field(default_factory=list)  # other likely answers, probability
+
+    def said(self) -> str:
+        """The answer as every user gets it (chat, screen reader, API): hedged when the model was unsure,
+        then the photo facts' note (retake advice only when measured light or sharpness call for it)."""
+        answer = self.answer.strip()
+        if self.unsure and not self.stopped:
+            answer = f"{UNSURE_PREFIX} {answer}"
+        return f"{answer} {self.facts_note}" if self.facts_note else answer
 
 
 @cache
@@ -93,8 +109,8 @@ class Conversation:
             "or lower the maximum answer length in the generation settings."
         )
 
-    def add_turn(self, question: str, backend: str) -> Turn:
-        turn = Turn(question=question, backend=backend, segment=self.segment)
+    def add_turn(self, question: str, backend: str, mode: str = "ask") -> Turn:
+        turn = Turn(question=question, backend=backend, mode=mode, segment=self.segment)
         self.turns.append(turn)
         return turn
 
@@ -102,5 +118,10 @@ class Conversation:
         self.turns.remove(turn)
 
     def history(self) -> list[dict]:
-        """The turns as plain dicts (the /history API)."""
-        return [{"question": t.question, "answer": t.answer, "backend": t.backend} for t in self.turns]
+        """The turns as plain dicts (the /history API): "answer" is the model's text (what later prompts
+        carry), "said" what the user was told."""
+        return [
+            {"question": t.question, "answer": t.answer, "backend": t.backend, "said": t.said(),
+             "unsure": t.unsure, "source": t.source, "other_answers": [list(a) for a in t.alternatives]}
+            for t in self.turns
+        ]  # fmt: skip

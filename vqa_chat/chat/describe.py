@@ -2,10 +2,10 @@
 
 - Our custom model was trained on exactly `Question: Describe this image in detail. Answer:` (prompts/
   describe.txt inside prompts/question.txt), so it simply answers that question.
-- BLIP-2 answers short questions best, so its description is composed (`Blip2Description`): an
-  unprompted caption, a prompted caption ("this is a picture of"), and a few focused questions (colours,
-  people, any writing), each turned into a plain sentence from the templates in prompts/describe_blip2.txt.
-  Sentences come out one by one as they are ready.
+- BLIP-2 answers short questions best, so its description is composed (`Blip2Description`; backends
+  with `composes_descriptions`): an unprompted caption, a prompted caption ("this is a picture of"), and a
+  few focused questions (colours, people, any writing), each turned into a plain sentence from the
+  templates in prompts/describe_blip2.txt. Sentences come out one by one as they are ready.
 
 Either way the description becomes a normal turn `Question: Describe this image in detail. Answer: ...`, so
 follow-up questions continue the same conversation.
@@ -30,11 +30,6 @@ NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 def describe_question() -> str:
     """The question a description turn asks (prompts/describe.txt)."""
     return load_prompt("describe")
-
-
-def composes(backend) -> bool:
-    """True when `backend` builds its description from several prompts (BLIP-2), not one answer."""
-    return getattr(backend, "name", "") == "blip2"
 
 
 @cache

@@ -1,17 +1,17 @@
 """Where the model looked: the Q-Former's cross-attention over the image patches, drawn over the image.
 
-- Custom model: `CustomBackend.attention_map(patches, prompt)`, averaged over heads, layers and queries, for
-  the prompt of the answer (our Q-Former reads the question, so the map depends on it).
-- BLIP-2: the Q-Former's `cross_attentions` (transformers records them with `output_attentions=True`),
-  averaged over layers, heads and queries; the vision encoder's CLS position is left out. BLIP-2's Q-Former
-  does not read the question, so its map is the same for every question about an image.
+The backend computes the map (`Backend.attention_map`, [grid, grid] weights summing to 1):
+- Custom model: averaged over heads, layers and queries, for the prompt of the answer (our Q-Former reads
+  the question, so the map depends on it).
+- BLIP-2: the Q-Former's cross-attention averaged over layers, heads and queries, without the vision
+  encoder's CLS position, computed per call without changing the shared model (backends/blip2.py). BLIP-2's
+  Q-Former does not read the question, so its map is the same for every question about an image.
+- vLLM: not available (the server returns only text).
 
 `overlay(image, grid)` blends the map (bilinear upsampling, matplotlib's "inferno" colormap) over the image.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -20,50 +20,12 @@ from PIL import Image
 ALPHA = 0.55  # weight of the heatmap in the blend
 
 
-@torch.no_grad()
-def blip2_attention_map(backend, image: Image.Image) -> torch.Tensor:
-    """BLIP-2 Q-Former cross-attention over the vision patches: [grid, grid] weights summing to 1."""
-    m = backend.model
-    weight = m.vision_model.embeddings.patch_embedding.weight
-    pixels = backend.processor.image_processor(images=[image], return_tensors="pt").pixel_values
-    pixels = pixels.to(weight.device, weight.dtype)
-    patches = m.vision_model(pixel_values=pixels).last_hidden_state  # [1, N, D]
-    mask = torch.ones(patches.shape[:-1], dtype=torch.long, device=patches.device)
-    queries = m.query_tokens.expand(1, -1, -1)  # [1, Q, Dq]
-    config = m.qformer.config
-    kept = config._attn_implementation
-    config._attn_implementation = "eager"  # SDPA kernels return no attention weights
-    try:
-        out = m.qformer(
-            query_embeds=queries,
-            encoder_hidden_states=patches,
-            encoder_attention_mask=mask,
-            output_attentions=True,
-            return_dict=True,
-        )
-    finally:
-        config._attn_implementation = kept
-    maps = [a for a in (out.cross_attentions or ()) if a is not None]  # each [1, heads, Q, N]
-    if not maps:
-        raise RuntimeError("this BLIP-2 did not return Q-Former cross-attentions")
-    attention = torch.stack([a.float().mean(dim=(1, 2)) for a in maps]).mean(0)[0]  # [N]
-    attention = attention[1:]  # drop the CLS position: the rest is the patch grid
-    grid = math.isqrt(attention.numel())
-    attention = attention[-grid * grid :]
-    return (attention / attention.sum()).reshape(grid, grid).cpu()
-
-
 def attention_map(backend, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
-    """[grid, grid] attention for `prompt` about `image` with either backend (ValueError if unsupported)."""
-    if hasattr(backend, "attention_map"):  # the custom model: from its cached patches
-        patches = image_embeds if image_embeds is not None else backend.encode_image(image)
-        grid = backend.attention_map(patches, prompt)
-        if grid is None:
-            raise ValueError("this model's connector has no cross-attention to show")
-        return grid
-    if hasattr(backend, "processor") and hasattr(getattr(backend, "model", None), "qformer"):
-        return blip2_attention_map(backend, image)
-    raise ValueError(f"the {getattr(backend, 'name', '?')} backend cannot show where it looked")
+    """[grid, grid] attention for `prompt` about `image` (ValueError, user-readable, if unsupported)."""
+    try:
+        return backend.attention_map(image, prompt, image_embeds)
+    except NotImplementedError as e:
+        raise ValueError(str(e)) from e
 
 
 def overlay(image: Image.Image, grid: torch.Tensor | np.ndarray, alpha: float = ALPHA) -> Image.Image:

@@ -8,14 +8,21 @@
   answered turn is one JSON line in DIR/chat.jsonl and each image is saved once (already cleaned) in
   DIR/images/.
 - "Delete my session" (`ChatSession.delete`) drops the session's images, cached features and history.
+- Nothing stays on disk: the chat's thumbnails and heatmaps, and Gradio's uploads (`keep_uploads_private`),
+  live in one private folder per process (`temp_dir`, mode 0700), removed when the process exits, also on
+  Ctrl-C and SIGTERM (`exit_on_signals`). Thumbnails inside Gradio's own folder are served as they are, so
+  Gradio keeps no copy of them that would outlive the session's `close`.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -28,6 +35,37 @@ log = logging.getLogger(__name__)
 
 _log_dir: Path | None = None
 _lock = threading.Lock()
+_temp_dir: Path | None = None
+_temp_lock = threading.Lock()
+
+
+def temp_dir() -> Path:
+    """This process's private folder (mode 0700) for every copy of a user's image: made on first use under
+    the system's temp folder ($TMPDIR), removed with all it holds when the process exits."""
+    global _temp_dir
+    with _temp_lock:
+        if _temp_dir is None:
+            _temp_dir = Path(tempfile.mkdtemp(prefix="vqa-chat-")).resolve()
+            atexit.register(shutil.rmtree, _temp_dir, ignore_errors=True)
+    return _temp_dir
+
+
+def keep_uploads_private() -> Path:
+    """Make Gradio save uploads in `temp_dir()`. Call it before the page is built: Gradio reads
+    $GRADIO_TEMP_DIR when it creates the components and when it launches."""
+    os.environ["GRADIO_TEMP_DIR"] = str(temp_dir())
+    return temp_dir()
+
+
+def exit_on_signals() -> None:
+    """SIGTERM ends the app like Ctrl-C: a KeyboardInterrupt, so Gradio closes its server and Python exits
+    normally, running the atexit clean-up (the default SIGTERM action kills the process on the spot)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if a parent ignored it
 
 
 def gradio_cache_dir() -> Path:
@@ -97,3 +135,14 @@ def record(session_id: str, turn, image: Image.Image | None, image_key: str, mod
     }
     with _lock, open(_log_dir / "chat.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def save_thumbnail(image: Image.Image, folder: Path, side: int) -> str:
+    """A small JPEG copy of a user's (already scrubbed) picture for the chat, in this process's private
+    folder (deleted with the session, and at exit)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    thumb = image.copy()
+    thumb.thumbnail((side, side))
+    path = folder / f"{uuid.uuid4().hex}.jpg"
+    thumb.save(path, quality=85)
+    return str(path)

@@ -4,7 +4,9 @@ Shared by the Gradio UI and the API endpoints (ui.py), with no Gradio in here. A
 `gr.State`, so every session has its own; the backends it talks to are shared by all sessions.
 `ask()` is a generator: it changes the session in place (so a stopped or cancelled answer keeps what was
 generated) and yields a short status line at most every UPDATE_INTERVAL seconds while tokens stream in.
-Anything the user did wrong or that failed is written into the chat and raised as `ChatError`.
+Anything the user did wrong or that failed is written into the chat and raised as `ChatError`. Around an
+answer: describe mode (describe.py), the confidence check (confidence.py), opt-in logging (privacy.py) and
+the "where the model looked" heatmap (heatmap.py).
 """
 
 from __future__ import annotations
@@ -12,56 +14,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 from vqa_chat.backends import get_backend
-from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.chat import privacy, session_extras
+from vqa_chat.backends.base import Backend, GenerationSettings
+from vqa_chat.chat import confidence, describe, heatmap, privacy
 from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
 from vqa_chat.chat.images import ImageError, load_image
-from vqa_chat.engine.batching import BusyError
+from vqa_chat.chat.notes import BACKEND_LABELS, ChatError, Note, failure_message, label, short, transcript
+from vqa_chat.photo import answers
+from vqa_chat.photo.facts import PhotoFacts, photo_facts
 
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL = 0.08  # seconds between streamed updates: not one per token (gradio issue 6847)
-BACKEND_LABELS = {"blip2": "BLIP-2", "custom": "Custom", "vllm": "vLLM"}
-THUMB_DIR = Path(tempfile.gettempdir()) / "vqa-chat"  # metadata-free copies of the images, shown in the chat
+THUMB_DIR = privacy.temp_dir()  # metadata-free copies of the images, shown in the chat; removed at exit
 THUMB_SIDE = 384
+HEATMAP_SIDE = 512  # the heatmap picture's longest side
 
 _ready: set[str] = set()  # backends this process has loaded (to show "Loading..." only when it is slow)
 _busy_lock = threading.Lock()
-
-
-class ChatError(Exception):
-    """A request that was refused or failed; the message is already in the chat and is user-readable."""
-
-
-@dataclass(eq=False)
-class Note:
-    """A chat line that is not a question/answer turn: an image, a notice, an error."""
-
-    text: str
-    role: str = "assistant"
-    image: str | None = None  # path of a picture to show instead of text
-    error: bool = False
-
-
-def label(backend: str) -> str:
-    return BACKEND_LABELS.get(backend, backend)
-
-
-def _short(e: BaseException, limit: int = 400) -> str:
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -79,6 +58,7 @@ class ChatSession:
     thumbnails: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)  # our scrubbed copies in Gradio's cache (privacy.py)
     log_id: str | None = None  # set on the first logged turn, only with --log-dir (privacy.py)
+    facts: PhotoFacts | None = None  # what photo/facts.py measured in `image`, computed when first needed
 
     # -- the visible chat -------------------------------------------------------------------------------
 
@@ -96,21 +76,17 @@ class ChatSession:
 
     def transcript(self) -> list[dict]:
         """The visible chat as plain text lines, {"role", "text"} (the /chat API; images as [image: ...])."""
-        lines = []
-        for item in self.log:
-            if isinstance(item, Turn):
-                lines.append({"role": "user", "text": item.question})
-                lines.append(
-                    {"role": "assistant", "text": item.answer + (" (stopped)" if item.stopped else "")}
-                )
-            else:
-                lines.append(
-                    {"role": item.role, "text": f"[image: {item.text}]" if item.image else item.text}
-                )
-        return lines
+        return transcript(self.log)
 
     def history(self) -> list[dict]:
         return self.conversation.history()
+
+    def last_answered(self) -> Turn | None:
+        """The newest finished turn about the current image, or None."""
+        for turn in reversed(self.conversation.segment_turns()):
+            if turn.answer.strip() and turn is not self.pending:
+                return turn
+        return None
 
     # -- images -----------------------------------------------------------------------------------------
 
@@ -123,14 +99,14 @@ class ChatSession:
             raise self.fail(str(e)) from e
         if privacy.scrub_upload(source, image):
             self.uploads.append(source)
-        thumb = _save_thumbnail(image)
+        thumb = privacy.save_thumbnail(image, THUMB_DIR, THUMB_SIDE)
         self.thumbnails.append(thumb)
         self.log.append(
             Note(text=f"Your image ({image.width}×{image.height} pixels)", role="user", image=thumb)
         )
         had_image = self.image is not None
         left_behind = self.conversation.new_segment()
-        self.image, self.image_source, self.embeds, self.kv = image, source, {}, {}
+        self.image, self.image_source, self.embeds, self.kv, self.facts = image, source, {}, {}, None
         for text in notes:
             self.note(text)
         if had_image:
@@ -171,8 +147,7 @@ class ChatSession:
         if last.segment == self.conversation.segment and not self.busy:
             self.conversation.remove(last)
             self.log = [item for item in self.log if item is not last]
-        mode = "describe" if last.question == session_extras.describe_question() else "ask"
-        yield from self.ask(None, last.question, backend, settings, mode)
+        yield from self.ask(None, last.question, backend, settings, last.mode)
 
     def stop(self) -> bool:
         """Stop the answer being generated (it keeps what it has). True if something was running."""
@@ -188,6 +163,7 @@ class ChatSession:
         self.close()
         self.conversation, self.log = Conversation(), []
         self.image, self.image_source, self.embeds, self.last_backend = None, None, {}, None
+        self.facts = None
         self.kv = {}
 
     def close(self) -> None:
@@ -199,7 +175,7 @@ class ChatSession:
 
     def describe(self, image_source: str | None, backend: str, settings: GenerationSettings) -> Iterator[str]:
         """Describe the image in detail (a turn like any other: follow-ups continue from it)."""
-        yield from self.ask(image_source, session_extras.describe_question(), backend, settings, "describe")
+        yield from self.ask(image_source, describe.describe_question(), backend, settings, "describe")
 
     def delete(self) -> None:
         """Delete my session: images, cached image features, history and files, all at once."""
@@ -226,12 +202,9 @@ class ChatSession:
             except Exception as e:
                 log.exception("encode_image failed")
                 raise self.fail(
-                    f"The {label(backend_name)} model could not read the image: {_short(e)}"
+                    f"The {label(backend_name)} model could not read the image: {short(e)}"
                 ) from e
-        # image tokens the LM sees: `num_image_tokens` when the backend says (the custom backend caches
-        # encoder patches, not LM tokens), else the cached tensor's length [1, Q, D]
-        image_tokens = getattr(backend, "num_image_tokens", None) or embeds.shape[1]
-        budget = backend.context_length - image_tokens - settings.max_new_tokens
+        budget = backend.context_length - backend.num_image_tokens - settings.max_new_tokens
         try:
             prompt, dropped = self.conversation.build_prompt(question, backend.count_tokens, budget)
         except ConversationError as e:
@@ -262,7 +235,7 @@ class ChatSession:
             self.log = [item for item in self.log if item is not loading]
             other = " or ".join(label(b) for b in BACKEND_LABELS if b != name)
             raise self.fail(
-                f"The {label(name)} backend could not be loaded ({_short(e)}). "
+                f"The {label(name)} backend could not be loaded ({short(e)}). "
                 f"Your chat is kept: choose another Backend ({other}) and ask again.",
                 question,
             ) from e
@@ -274,8 +247,8 @@ class ChatSession:
             loading.text = f"{label(name)} backend loaded in {seconds:.0f} s."
         return backend
 
-    def _generate(self, backend, backend_name, embeds, prompt, question, settings, mode="ask"):
-        turn = self.conversation.add_turn(question, backend_name)
+    def _generate(self, backend: Backend, backend_name, embeds, prompt, question, settings, mode="ask"):
+        turn = self.conversation.add_turn(question, backend_name, mode)
         turn.prompt = prompt
         self.log.append(turn)
         stop = self.stop_event or threading.Event()
@@ -283,16 +256,29 @@ class ChatSession:
         yield "Answering…"
         last = time.monotonic()
         if backend_name not in self.kv:  # this image's reusable LM state (kv.PrefixCache), if supported
-            new_state = getattr(backend, "new_state", None)
-            self.kv[backend_name] = new_state() if new_state else None
-        state = {"state": self.kv[backend_name]} if self.kv[backend_name] is not None else {}
+            self.kv[backend_name] = backend.new_state()
+        state = self.kv[backend_name]
+        description = None  # describe mode on BLIP-2: composed from several short answers (describe.py)
+        if mode == "describe" and backend.composes_descriptions:
+            description = describe.blip2_description(backend, embeds, settings, stop)
+        known_image = backend.in_domain(embeds, self.image, None)
+        if not known_image or (mode == "ask" and not backend.in_domain(embeds, self.image, question)):
+            turn.source = "photo facts"  # not what the model knows: answered from measured facts instead
+            facts = yield from self._facts()
+            if facts is None:
+                said = "I can't look at this photo offline right now; the BLIP-2 backend can."
+            elif mode == "describe":
+                said = answers.describe(facts)
+            else:  # a picture like the training ones (a drawing) gets no advice to retake a photo
+                said = answers.answer(question, facts, advise=not known_image)
         try:
-            # stopped before the answer began (while loading or reading the image): no answer at all
-            pieces = (
-                iter(())
-                if stop.is_set()
-                else session_extras.answer_stream(backend, embeds, prompt, settings, stop, state, mode)
-            )
+            if stop.is_set():  # stopped before the answer began (while loading or reading the image)
+                pieces = iter(())
+            elif turn.source == "photo facts":
+                pieces = iter(said.split(" "))  # word by word, like a model's answer
+                pieces = (word if i == 0 else " " + word for i, word in enumerate(pieces))
+            else:
+                pieces = description or backend.stream(embeds, prompt, settings, stop, state=state)
             for piece in pieces:
                 turn.answer += piece
                 if time.monotonic() - last >= UPDATE_INTERVAL:
@@ -304,7 +290,7 @@ class ChatSession:
             raise
         except Exception as e:
             log.exception("generation failed")
-            message = _failure_message(e)
+            message = failure_message(e)
             if turn.answer.strip():  # keep what was generated, marked as cut short
                 turn.stopped = True
                 raise self.fail(message) from e
@@ -316,28 +302,76 @@ class ChatSession:
             turn.answer = turn.answer.strip()
             if self.stop_event is stop:
                 self.pending, self.stop_event = None, None
-        if not turn.stopped:
-            session_extras.check_confidence(backend, embeds, turn, pieces)
-        session_extras.log_turn(self, turn, mode)
+        if turn.source == "model" and not turn.stopped:
+            yield from self._check(turn, backend, embeds, prompt, description)
+        self.log_turn(turn)
         yield "Stopped." if turn.stopped else "Done."
 
+    def _check(self, turn: Turn, backend: Backend, embeds, prompt: str, description) -> Iterator[str]:
+        """After a model's answer: how sure it was, its other likely answers, and from the photo's facts
+        the text a description missed and retake advice (only when light or sharpness call for it)."""
+        scored = (prompt, turn.answer)  # a composed description is judged by its caption, its main sentence
+        if description is not None:
+            scored = (describe.blip2_templates()["caption"], description.caption)
+        confidence.check(turn, backend, embeds, *scored)
+        if turn.mode == "ask":
+            top = backend.top_answers(embeds, prompt)
+            turn.alternatives = [(a, p) for a, p in top if a != turn.answer.lower()][:4]
+        if turn.mode == "describe" or turn.unsure:
+            facts = yield from self._facts()
+            if facts is not None and turn.mode == "describe":
+                turn.facts_note = answers.describe_extras(facts)
+            elif facts is not None:
+                turn.facts_note = answers.retake_advice(facts) or ""
 
-def _failure_message(e: BaseException) -> str:
-    """What the chat says when answering failed: busy, out of memory, or the error's first line."""
-    if isinstance(e, BusyError):
-        return str(e)
-    if isinstance(e, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(e).lower():
-        return (
-            f"The model ran out of memory while answering ({_short(e, 120)}). Your chat is kept: ask again, "
-            "perhaps with fewer Max new tokens."
-        )
-    return f"Generating the answer failed: {_short(e)}"
+    def _facts(self) -> Iterator[str]:
+        """The current image's photo facts, computed once (a generator returning them, or None if that
+        failed: the answer is kept, only what the facts would add is missing)."""
+        if self.facts is None:
+            yield "Looking at the photo…"
+            try:
+                self.facts = photo_facts(self.image)
+            except Exception:
+                log.exception("photo facts failed")
+        return self.facts
 
+    def photo_facts(self) -> PhotoFacts:
+        """What the offline parts measured in the current image (the /facts API). Raises ChatError."""
+        if self.image is None:
+            raise ChatError("There is no image yet: add one first.")
+        if self.facts is None:
+            self.facts = photo_facts(self.image)
+        return self.facts
 
-def _save_thumbnail(image: Image.Image) -> str:
-    THUMB_DIR.mkdir(parents=True, exist_ok=True)
-    thumb = image.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    path = THUMB_DIR / f"{uuid.uuid4().hex}.jpg"
-    thumb.save(path, quality=85)
-    return str(path)
+    def log_turn(self, turn: Turn) -> None:
+        """Record the turn only when the app runs with --log-dir (privacy.py)."""
+        if privacy.log_dir() is None:
+            return
+        if self.log_id is None:
+            self.log_id = privacy.new_id()
+        key = f"{turn.segment}-{id(self.image) & 0xFFFFFF:06x}"
+        try:
+            privacy.record(self.log_id, turn, self.image, key, turn.mode)
+        except OSError:
+            log.exception("could not write the chat log")
+
+    # -- where the model looked -------------------------------------------------------------------------
+
+    def heatmap_for(self, backend: Backend) -> tuple[str, str]:
+        """(file of the heatmap picture, its text alternative) for the last answer about the current image.
+
+        Raises ValueError with a user-readable message when there is nothing to show."""
+        if self.image is None:
+            raise ValueError("Add an image and ask a question first; then I can show where the model looked.")
+        turn = self.last_answered()
+        prompt = turn.prompt if turn else describe.blip2_templates()["caption"]
+        picture = self.image.copy()
+        picture.thumbnail((HEATMAP_SIDE, HEATMAP_SIDE))
+        image, alt = heatmap.heatmap_image(backend, picture, prompt, self.embeds.get(backend.name))
+        if turn is not None:
+            alt += f' It is for the answer to "{turn.question}".'
+        THUMB_DIR.mkdir(parents=True, exist_ok=True)
+        path = THUMB_DIR / f"heatmap-{uuid.uuid4().hex}.png"
+        image.save(path)
+        self.thumbnails.append(str(path))  # deleted with the session's other files
+        return str(path), alt

@@ -7,7 +7,8 @@
     load_graphcore(path, split)               a local export of `Graphcore/vqa` (JSON, JSONL or parquet)
     write_official(records, out_dir)          questions.json + annotations.json in the official layout
 Image-caption pairs ("captions", "flickr8k") are read by `vqa_chat.data.captions` (record shape there).
-Nothing is downloaded: every file is read from disk.
+Nothing is downloaded: every file is read from disk. Images open with `vqa_chat.chat.images.load_image`, the
+chat's own loader, so evaluation sees each picture exactly as the chat would.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import re
 from collections import Counter
 from pathlib import Path
 from typing import TypedDict
-
-from PIL import Image
 
 from vqa_chat.data.captions import load_captions_jsonl, load_flickr8k
 
@@ -30,18 +29,12 @@ class VQARecord(TypedDict):
     """One question about one image (a plain dict: `record["question"]`)."""
 
     question_id: int  # unique within its split
-    image: str  # path of the image file; open it with `load_image`
+    image: str  # path of the image file; open it with `vqa_chat.chat.images.load_image`, like an upload
     question: str
     answers: list[str]  # the annotators' answers: 10 in the VQA layouts; [] when a split has no answers
     answer_type: str  # VQAv2: "yes/no" | "number" | "other"; easy-VQA: "yes/no" | "shape" | "color"
     question_type: str  # the question's opening words, e.g. "what color is the"
     image_id: int | str  # COCO / easy-VQA image id (the image path when a layout gives nothing better)
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """An image file as an RGB PIL image (loaded now, so the file is closed)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def most_common(answers: list[str]) -> str:
@@ -52,7 +45,8 @@ def most_common(answers: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------- easy-VQA
 
 EASY_VQA_SHAPES = ("circle", "rectangle", "triangle")
-EASY_VQA_COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
+# in the order training's contrast twins draw from (train/data.py)
+EASY_VQA_COLORS = ("red", "green", "blue", "yellow", "teal", "brown", "gray", "black")
 EASY_VQA_ANNOTATORS = 10  # the single answer is written as ten identical answers: the metric is exact match
 # Question types, the way the official layout defines them: the longest of these prefixes that opens the
 # question (words, not characters). They cover every easy-VQA question template.
@@ -146,11 +140,6 @@ def write_official(
     for path, data in zip(paths, (questions, annotations), strict=True):
         path.write_text(json.dumps(data))
     return paths
-
-
-def export_easy_vqa(split: str, out_dir: str | Path) -> tuple[Path, Path]:
-    """easy-VQA `split` as official-layout files (each answer given by ten annotators)."""
-    return write_official(load_easy_vqa(split), out_dir, "easy-vqa", split)
 
 
 def load_vqa_json(

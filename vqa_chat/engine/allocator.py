@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
+import functools
+
+from vqa_chat import settings
 
 
-def _malloc_trim():
-    if os.environ.get("VQA_CHAT_MALLOC_TRIM", "1") == "0":
+@functools.cache
+def malloc_trim():
+    """glibc's malloc_trim; None where there is none or $VQA_CHAT_MALLOC_TRIM=0 (read on first call)."""
+    if not settings.read().malloc_trim:
         return None
     try:
         return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
@@ -26,13 +30,11 @@ def _malloc_trim():
         return None
 
 
-MALLOC_TRIM = _malloc_trim()
-
-
 def release_free_memory() -> bool:
     """Return the allocator's free pages to the OS. False where that is not possible (or switched off
     with $VQA_CHAT_MALLOC_TRIM=0)."""
-    if MALLOC_TRIM is None:
+    trim = malloc_trim()
+    if trim is None:
         return False
-    MALLOC_TRIM(0)
+    trim(0)
     return True

@@ -21,19 +21,18 @@ import atexit
 import logging
 import queue
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from vqa_chat.backends.base import GenerationSettings
+from vqa_chat.backends.base import BusyError, GenerationSettings
 from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.decoding import Sampler, TextStream, eos_ids
-from vqa_chat.engine.generation import RETRY_MIN_NEW_TOKENS
+from vqa_chat.engine.generation import retry_min_new_tokens
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -47,10 +46,6 @@ def _close_all() -> None:
         scheduler.close()
 
 
-class BusyError(RuntimeError):
-    """Too many chats are waiting for the model; str(error) is a user-readable sentence."""
-
-
 @dataclass(eq=False)
 class Request:
     embeds: torch.Tensor  # [T, D] the whole LM input of this turn
@@ -58,29 +53,24 @@ class Request:
     prompt_ids: list[int] | None = None  # for the no-echo rule
     stop: threading.Event | None = None  # the chat's Stop button
     state: kvlib.PrefixCache | None = None  # reused and refreshed; None = no reuse
-    min_new_tokens: int = 0
-    retried: bool = False
+    retry_min_new_tokens: int = 0  # > 0 only on the empty-answer retry: EOS is forbidden this long
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)  # the reader went away
-    # timings (time.perf_counter) for the benchmark
-    submitted: float = 0.0
-    token_times: list[float] = field(default_factory=list)
-    prefilled: int = 0  # positions this turn actually ran through the LM in its prefill
-    # running state
-    generated: list[int] = field(default_factory=list)
-    fed: list[torch.Tensor] = field(default_factory=list)  # embeddings of generated tokens fed back, [D]
-    n_real: int = 0  # KV positions of this row (its prompt + tokens fed back)
-    sampler: Sampler | None = None
-    text: TextStream | None = None
-    stopped: bool = False
-    done: bool = False  # its reader got the end (or an error)
+    # running state (init=False: a fresh one for a retry made with dataclasses.replace)
+    generated: list[int] = field(init=False, default_factory=list)
+    fed: list[torch.Tensor] = field(init=False, default_factory=list)  # generated tokens' embeddings, [D]
+    n_real: int = field(init=False, default=0)  # KV positions of this row (its prompt + tokens fed back)
+    sampler: Sampler | None = field(init=False, default=None)
+    text: TextStream | None = field(init=False, default=None)
+    stopped: bool = field(init=False, default=False)
+    done: bool = field(init=False, default=False)  # its reader got the end (or an error)
 
     def halted(self) -> bool:
         return self.cancelled.is_set() or (self.stop is not None and self.stop.is_set())
 
 
 class Generation:
-    """What `Scheduler.submit` returns: iterate it for the answer's text; timings stay on `.request`."""
+    """What `Scheduler.submit` returns: iterate it for the answer's text."""
 
     def __init__(self, request: Request):
         self.request = request
@@ -113,7 +103,6 @@ class Scheduler:
         self.cv = threading.Condition()
         self.thread: threading.Thread | None = None
         self.in_flight = 0  # submitted and not yet finished (waiting, prefilling or decoding)
-        self.steps = 0  # decode steps run (all rows at once)
         self.max_rows = 0  # largest batch seen
         self.closed = False
         _schedulers.add(self)
@@ -138,7 +127,6 @@ class Scheduler:
     ) -> Generation:
         """Queue one answer for LM input `embeds` [T, D] (or [1, T, D]). Raises BusyError when full."""
         request = Request(embeds.reshape(-1, embeds.shape[-1]), settings, prompt_ids, stop, state)
-        request.submitted = time.perf_counter()
         with self.cv:
             if self.closed:
                 raise RuntimeError("the model is shutting down")
@@ -202,10 +190,10 @@ class Scheduler:
                 logits_to_keep=1,
             )  # fmt: skip
             row = kvlib.from_cache(out.cache)  # [1, H, T, d] per layer
-            r.prefilled, r.n_real = T - n, T
+            r.n_real = T
             r.sampler = Sampler(
                 r.settings, self.tokenizer, self.eos, r.prompt_ids,
-                max(r.min_new_tokens, r.settings.min_new_tokens), self.top_k,
+                r.retry_min_new_tokens or r.settings.min_new_tokens, self.top_k,
             )  # fmt: skip
             r.text = TextStream(self.tokenizer)
         except Exception as e:
@@ -238,7 +226,6 @@ class Scheduler:
         positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
         out = self.decode_lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
                              use_cache=True)  # fmt: skip
-        self.steps += 1
         logits = out.logits[:, -1]  # [B, V]
         keep = []
         for i, r in enumerate(rows):
@@ -268,7 +255,6 @@ class Scheduler:
         if token in self.eos:
             return True
         r.generated.append(token)
-        r.token_times.append(time.perf_counter())
         piece = r.text.push(token)
         if piece:
             r.out.put(piece)
@@ -282,15 +268,10 @@ class Scheduler:
         if r.state is not None:
             fed = [r.embeds, *(f[None] for f in r.fed)]
             r.state.store(torch.cat(fed), row)  # [n_real, D] and its KV
-        empty = not r.text.text.strip()
-        if empty and not r.stopped and not r.settings.plain and not r.retried:
-            retry = Request(
-                r.embeds, r.settings, r.prompt_ids, r.stop, r.state, RETRY_MIN_NEW_TOKENS, True, r.out,
-                r.cancelled, r.submitted,
-            )  # fmt: skip
-            retry.min_new_tokens = min(RETRY_MIN_NEW_TOKENS, r.settings.max_new_tokens)
+        retry = 0 if r.retry_min_new_tokens else retry_min_new_tokens(r.text.text, r.settings, r.stopped)
+        if retry:  # the same reader (queue, cancel event) gets the retry's text
             with self.cv:
-                self.waiting.appendleft(retry)  # the same reader gets the retry's text
+                self.waiting.appendleft(replace(r, retry_min_new_tokens=retry))
             return
         self._done(r, _DONE)
 

@@ -113,6 +113,14 @@ def generate_kwargs(settings: GenerationSettings, tokenizer, prompt_ids: list[li
     return kwargs
 
 
+def retry_min_new_tokens(answer: str, settings: GenerationSettings, stopped: bool = False) -> int:
+    """The empty-answer rule of every engine: 0 when `answer` stands, else the `min_new_tokens` of its one
+    retry (EOS forbidden for RETRY_MIN_NEW_TOKENS tokens). Plain settings and stopped answers never retry."""
+    if answer.strip() or settings.plain or stopped:
+        return 0
+    return max(settings.min_new_tokens, min(RETRY_MIN_NEW_TOKENS, settings.max_new_tokens))
+
+
 def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop) -> Iterator[str]:
     """One `generate` call in a worker thread, yielding text pieces as tokens arrive."""
     closed = threading.Event()  # set when the consumer stops iterating: generation halts too
@@ -166,10 +174,29 @@ def stream_generate(
     for piece in _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop):
         text += piece
         yield piece
-    if text.strip() or settings.plain or (stop is not None and stop.is_set()):
-        return
-    kwargs["min_new_tokens"] = min(RETRY_MIN_NEW_TOKENS, settings.max_new_tokens)  # empty answer: retry once
-    yield from _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop)
+    retry = retry_min_new_tokens(text, settings, stop is not None and stop.is_set())
+    if retry:
+        kwargs["min_new_tokens"] = retry
+        yield from _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop)
+
+
+def stream_answer(
+    scheduler,
+    model,
+    tokenizer,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    settings: GenerationSettings,
+    stop: threading.Event | None = None,
+    state=None,
+    prompt_ids: list[int] | None = None,
+) -> Iterator[str]:
+    """One answer's text pieces: from the batched engine (`scheduler`, batching.Scheduler) when there is one
+    and no beam search is asked, else from `stream_generate`. `state`: the chat's PrefixCache (the engine's
+    prefix reuse); the rest as for `stream_generate`. Raises BusyError when the engine is full."""
+    if scheduler is not None and settings.num_beams == 1:
+        return iter(scheduler.submit(inputs_embeds, settings, stop, state, prompt_ids=prompt_ids))
+    return stream_generate(model, tokenizer, inputs_embeds, attention_mask, settings, stop, prompt_ids)
 
 
 def left_pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,16 +225,14 @@ def generate_batch(
     kwargs = generate_kwargs(settings, tokenizer, prompt_ids)
     out = model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)  # [B, new]
     answers = [a.strip() for a in tokenizer.batch_decode(out, skip_special_tokens=True)]
-    if settings.plain:
-        return answers
     for i, answer in enumerate(answers):
-        if not answer:  # retry once, alone, without the padding
+        retry = retry_min_new_tokens(answer, settings)
+        if retry:  # once, alone, without the padding
             real = attention_mask[i].bool()
-            row_ids = None if prompt_ids is None else [prompt_ids[i]]
-            retry = generate_kwargs(settings, tokenizer, row_ids)
-            retry["min_new_tokens"] = min(RETRY_MIN_NEW_TOKENS, settings.max_new_tokens)
+            row_kwargs = generate_kwargs(settings, tokenizer, None if prompt_ids is None else [prompt_ids[i]])
+            row_kwargs["min_new_tokens"] = retry
             embeds = inputs_embeds[i : i + 1, real]  # [1, T_i, D]
             mask = attention_mask[i : i + 1, real]  # [1, T_i]
-            out = model.generate(inputs_embeds=embeds, attention_mask=mask, **retry)  # [1, new]
+            out = model.generate(inputs_embeds=embeds, attention_mask=mask, **row_kwargs)  # [1, new]
             answers[i] = tokenizer.decode(out[0], skip_special_tokens=True).strip()
     return answers

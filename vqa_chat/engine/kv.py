@@ -19,7 +19,6 @@ sessions' next turns simply run their whole prompt again.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+from vqa_chat import settings
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, H, T, d]
 
@@ -146,8 +147,8 @@ class PrefixCache:
 class Budget:
     """Keeps the bytes of all live PrefixCaches under `limit`, dropping the least recently stored."""
 
-    def __init__(self, limit_bytes: int):
-        self.limit = limit_bytes
+    def __init__(self, limit_bytes: int | None = None):
+        self.limit = limit_bytes  # None: $VQA_CHAT_KV_BUDGET_MB (settings.py), read when first needed
         self.sizes: OrderedDict[int, int] = OrderedDict()  # id(cache) -> bytes, least recent first
         self.refs: dict[int, weakref.ref] = {}
         self.total = 0
@@ -155,6 +156,8 @@ class Budget:
 
     def stored(self, cache: PrefixCache) -> None:
         key, size = id(cache), cache.nbytes
+        if self.limit is None:
+            self.limit = settings.read().kv_budget_mb * 2**20
         with self.lock:
             self.total += size - self.sizes.pop(key, 0)
             self.sizes[key] = size
@@ -175,4 +178,4 @@ class Budget:
             self.refs.pop(key, None)
 
 
-BUDGET = Budget(int(os.environ.get("VQA_CHAT_KV_BUDGET_MB", "2048")) * 2**20)
+BUDGET = Budget()

@@ -16,6 +16,7 @@ background." (`--no-describe` leaves them out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from tqdm import tqdm
 
 from vqa_chat.backends import BackendOptions, GenerationSettings, configure, get_backend
 from vqa_chat.chat import confidence
-from vqa_chat.data.datasets import VQA_DATASETS, load, load_image
+from vqa_chat.chat.images import load_image
+from vqa_chat.data.datasets import VQA_DATASETS, load
 from vqa_chat.eval.vqa_metric import question_accuracy
 from vqa_chat.prompts import load_prompt
 from vqa_chat.train.data import easy_vqa_description
@@ -140,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     configure(args.backend, BackendOptions(model=args.model, device=args.device, engine="generate"))
     backend = get_backend(args.backend)
     entry, rows = calibrate(backend, records, args.statistic, args.max_new_tokens, not args.no_progress)
-    entry.update(dataset=args.dataset, split=args.split, model=args.model or getattr(backend, "model_id", ""))
+    model = args.model or backend.model_id
+    with contextlib.suppress(ValueError):  # a folder in this repository is recorded relative to it
+        model = str(Path(model).resolve().relative_to(Path(__file__).resolve().parents[2]))
+    entry.update(dataset=args.dataset, split=args.split, model=model)
     path = confidence.save_calibration(args.backend, entry, args.out)
     if args.rows:
         Path(args.rows).parent.mkdir(parents=True, exist_ok=True)

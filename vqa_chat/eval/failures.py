@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from vqa_chat.data.datasets import most_common
+
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -42,7 +44,7 @@ def _section(title: str, key: str, records, answers, accuracies, examples: int) 
         if group not in wrong:
             continue
         items = wrong[group]
-        mistakes = Counter((a, Counter(r["answers"]).most_common(1)[0][0]) for r, a, _ in items)
+        mistakes = Counter((a, most_common(r["answers"])) for r, a, _ in items)
         common = ", ".join(f"“{p}” for “{e}” ({n})" for (p, e), n in mistakes.most_common(3))
         lines += ["", f"### {_cell(group) or '(none)'}: {len(items)} wrong of {totals[group]}", ""]
         lines += [f"Most frequent mistakes (predicted for expected): {common}.", ""]

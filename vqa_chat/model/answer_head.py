@@ -5,19 +5,23 @@ learning), then with the frozen LM (generative learning). Our first stage is a s
 idea: an answer classifier on the image tokens (their mean over the queries) learns the training set's
 most frequent answers, with the question inside the Q-Former (`mp_question`). It needs no pass through
 the LM, so a CPU step takes a fraction of a second instead of seconds, and the second stage only has to
-teach the LM to read what the queries already know. The head exists only in training; it is not part of
-the exported model.
+teach the LM to read what the queries already know. The head is exported beside the model
+(answer_head.safetensors): the chat shows its top-5 answers with their probabilities.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 IGNORE = -100  # label of a target that is not among the head's answers
+FILE = "answer_head.safetensors"
 
 
 def answer_vocabulary(targets: list[str], size: int) -> list[str]:
@@ -54,3 +58,30 @@ class AnswerHead(nn.Module):
     @torch.no_grad()
     def predict(self, image_tokens: torch.Tensor) -> list[str]:
         return [self.answers[i] for i in self(image_tokens).argmax(-1).tolist()]
+
+    @torch.no_grad()
+    def top_k(self, image_tokens: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        """The k likeliest answers for one example [1, Q, D], with their probabilities."""
+        probs = self(image_tokens).softmax(-1)[0]  # [K]
+        values, indices = probs.topk(min(k, len(self.answers)))
+        return [(self.answers[i], v) for i, v in zip(indices.tolist(), values.tolist())]
+
+    def save(self, folder: str) -> None:
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        meta = {"answers": json.dumps(self.answers), "last": json.dumps(self.last is not None)}
+        save_file(state, os.path.join(folder, FILE), metadata=meta)
+
+    @classmethod
+    def load(cls, folder: str, device="cpu") -> AnswerHead | None:
+        """The head saved in `folder`, or None when the model has none."""
+        path = os.path.join(folder, FILE)
+        if not os.path.exists(path):
+            return None
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        state = load_file(path, device=str(device))
+        head = cls(json.loads(meta["answers"]), state["proj.weight"].shape[1], json.loads(meta["last"]))
+        head.load_state_dict(state)
+        return head.to(device).eval()

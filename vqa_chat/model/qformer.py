@@ -84,18 +84,16 @@ class QFormer(nn.Module):
         if cfg.mp_question and cfg.mp_text_pos:
             self.text_pos = nn.Parameter(torch.zeros(1, cfg.mp_text_tokens, D))
         # question x image product: "is there a red shape?" asks whether the question's colour and the
-        # image's agree, a product of the two. Attention and MLPs only add their inputs, and learn such a
-        # product after a long plateau. So what the queries found (their mean after the blocks, where the
+        # image's agree, a product of the two. What the queries found (their mean after the blocks, where the
         # colour and the shape can already be read out linearly) times the question, through an MLP, becomes
         # one more image token (the last one: right before the answer with `lm_image_last`, and read
-        # directly by the first training stage's classifier). The same product on the raw patches (pooled,
-        # or picked by the question) stayed on the plateau or learned slowly.
+        # directly by the first training stage's classifier). README "How it got to 99 %" tells why.
         if cfg.has_product_token:
             self.image_gate = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D))
             self.fused_mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
             self.text_pool = nn.Linear(D, 1)  # which of the question's tokens the product listens to
             # batch-normalised: what all prompts share ("Question: ... Answer:") is removed and the words
-            # that differ remain at full scale (with a layer norm, learning is several times slower)
+            # that differ remain at full scale
             self.text_gate = nn.Sequential(nn.BatchNorm1d(D), nn.Linear(D, D))
         else:
             self.image_gate = None

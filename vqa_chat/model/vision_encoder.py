@@ -13,8 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from vqa_chat.files import sha256
 from vqa_chat.model.config import VLMConfig
-from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, sha256, weights_path
+from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, weights_path
 
 EFFICIENTNET = "efficientnet-lite0"
 

@@ -17,7 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from vqa_chat.model.answer_head import FILE as HEAD_FILE
+from vqa_chat.model.answer_head import AnswerHead
 from vqa_chat.model.config import VLMConfig
+from vqa_chat.model.domain import FILE as DOMAIN_FILE
+from vqa_chat.model.domain import Domain
 from vqa_chat.model.language_model import load_language_model
 from vqa_chat.model.modality_projector import build_connector
 from vqa_chat.model.vision_encoder import VisionEncoder
@@ -46,6 +50,8 @@ class VisionLanguageModel(nn.Module):
                 r=cfg.lm_lora_rank, lora_alpha=2 * cfg.lm_lora_rank, target_modules=["q_proj", "v_proj"]
             )
             self.lm = get_peft_model(self.lm, lora)
+        self.domain: Domain | None = None  # what the model was trained on (domain.py), when fitted
+        self.answer_head: AnswerHead | None = None  # top-k answers with probabilities, when exported
         self.eval()  # inference by default (batch norm's running statistics, no dropout); train.py opts in
 
     @property
@@ -65,6 +71,16 @@ class VisionLanguageModel(nn.Module):
         dtype = self.lm.get_input_embeddings().weight.dtype
         tokens, attention = self.connector(patches.float(), text, text_mask, return_attention)
         return tokens.to(dtype), attention
+
+    def read_prompts(self, patches, prompts: list[str], return_attention=False):
+        """Tokenize `prompts` (left-padded), then compute their image tokens from patches [B, N, C].
+
+        Returns (the tokens: `.input_ids`, `.attention_mask` [B, P]; image tokens [B, Q, D]; the attention
+        map [B, N] or None)."""
+        text = self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(self.device)
+        patches = patches.to(self.device)
+        image, attention = self.image_tokens(patches, text.input_ids, text.attention_mask, return_attention)
+        return text, image, attention
 
     def lm_inputs(self, image, ids, mask, target_ids=None, target_mask=None):
         """[image tokens][prompt] (or [prompt][image tokens] with `lm_image_last`), then the targets if given,
@@ -86,9 +102,7 @@ class VisionLanguageModel(nn.Module):
     @torch.no_grad()
     def generate(self, patches, prompts: list[str], max_new_tokens: int = 20, **kwargs) -> list[str]:
         """Batched greedy answers for patches [B, N, C] and one prompt per image."""
-        self.tokenizer.padding_side = "left"
-        text = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
-        image, _ = self.image_tokens(patches, text.input_ids, text.attention_mask)
+        text, image, _ = self.read_prompts(patches, prompts)
         embeds, mask = self.lm_inputs(image, text.input_ids, text.attention_mask)
         out = self.lm.generate(
             inputs_embeds=embeds,
@@ -129,9 +143,14 @@ class VisionLanguageModel(nn.Module):
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     def save_pretrained(self, folder: str) -> None:
+        """config.json + model.safetensors, and the domain and answer head when the model has them."""
         os.makedirs(folder, exist_ok=True)
         self.cfg.save(os.path.join(folder, "config.json"))
         save_file(self.trainable_state_dict(), os.path.join(folder, "model.safetensors"))
+        if self.domain is not None:
+            self.domain.save(os.path.join(folder, DOMAIN_FILE))
+        if self.answer_head is not None:
+            self.answer_head.save(folder)
 
     @classmethod
     def from_pretrained(
@@ -141,11 +160,15 @@ class VisionLanguageModel(nn.Module):
         if not os.path.isdir(folder):
             from huggingface_hub import snapshot_download
 
-            folder = snapshot_download(folder, allow_patterns=["config.json", "model.safetensors"])
+            files = ["config.json", "model.safetensors", DOMAIN_FILE, HEAD_FILE]
+            folder = snapshot_download(folder, allow_patterns=files)
         model = cls(VLMConfig.load(os.path.join(folder, "config.json")), device, lm_dtype, **lm_kwargs)
         state = load_file(os.path.join(folder, "model.safetensors"), device=str(device))
         model.connector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("connector.")})
         lora = {k[3:]: v for k, v in state.items() if k.startswith("lm.")}
         if lora:
             model.lm.load_state_dict(lora, strict=False)
+        if os.path.exists(os.path.join(folder, DOMAIN_FILE)):
+            model.domain = Domain.load(os.path.join(folder, DOMAIN_FILE))
+        model.answer_head = AnswerHead.load(folder, device)
         return model.eval()

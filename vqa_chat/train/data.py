@@ -12,19 +12,18 @@ import hashlib
 import json
 import os
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from vqa_chat.chat.conversation import Turn, format_prompt
-from vqa_chat.model.language_model import cache_dir
+from vqa_chat.chat.images import load_image
+from vqa_chat.data import datasets
+from vqa_chat.data.datasets import EASY_VQA_COLORS, EASY_VQA_SHAPES, most_common
+from vqa_chat.files import cache_dir
 from vqa_chat.prompts import load_prompt
-
-SHAPES = ("circle", "rectangle", "triangle")
-COLORS = ("red", "green", "blue", "yellow", "teal", "brown", "gray", "black")
 
 
 @dataclass
@@ -49,8 +48,6 @@ def with_past_turn(example: Example, others: list[Example], rng) -> Example:
 
 def load_split(dataset: str, split: str, data_dir: str = "") -> list[dict]:
     """VQA records (`datasets.VQARecord`) or image-caption records (`captions.CaptionRecord`)."""
-    from vqa_chat.data import datasets
-
     return datasets.load(dataset, split, data_dir)
 
 
@@ -59,13 +56,14 @@ def easy_vqa_attributes(qas: list[tuple[str, str]]) -> tuple[str | None, str | N
     shape = colour = None
     for question, answer in qas:
         words = question.rstrip("?").split()
-        if answer in SHAPES:  # "what shape is present?" -> circle; "what is the blue shape?" names the colour
+        # "what shape is present?" -> circle; "what is the blue shape?" names the colour
+        if answer in EASY_VQA_SHAPES:
             shape = answer
             if words[:3] == ["what", "is", "the"] and words[-1] == "shape" and len(words) == 5:
                 colour = words[3]
         elif words[0] == "what" and "color" in words:  # "what color is the circle?" -> blue
             colour = answer
-            shape = shape or next((w for w in words if w in SHAPES), None)
+            shape = shape or next((w for w in words if w in EASY_VQA_SHAPES), None)
     return colour, shape
 
 
@@ -87,7 +85,11 @@ def contrast_twin(question: str, answer: str, colour: str, shape: str, rng) -> t
         return None
     words = question.rstrip("?").split()
     for i, w in enumerate(words):
-        kind, truth = (COLORS, colour) if w in COLORS else (SHAPES, shape) if w in SHAPES else (None, None)
+        kind, truth = None, None
+        if w in EASY_VQA_COLORS:
+            kind, truth = EASY_VQA_COLORS, colour
+        elif w in EASY_VQA_SHAPES:
+            kind, truth = EASY_VQA_SHAPES, shape
         if kind and truth:
             other = truth if w != truth else rng.choice([k for k in kind if k != truth])
             twin = " ".join(words[:i] + [other] + words[i + 1 :]) + "?"
@@ -107,7 +109,7 @@ def build_examples(records: list[dict], describe: bool, contrast: bool = False, 
         if "caption" in r:  # image-caption pairs train the describe prompt
             examples.append(Example(r["image"], describe_prompt, r["caption"], "describe", describe_question))
             continue
-        answer = Counter(r["answers"]).most_common(1)[0][0]
+        answer = most_common(r["answers"])
         examples.append(
             Example(r["image"], question.format(question=r["question"]), answer, r["answer_type"],
                     r["question"])
@@ -148,7 +150,7 @@ class FeatureCache:
             return
         chunks = []
         for i in tqdm(range(0, len(unique), batch_size), desc="encoding images", unit="batch"):
-            images_ = [Image.open(p).convert("RGB") for p in unique[i : i + batch_size]]
+            images_ = [load_image(p) for p in unique[i : i + batch_size]]  # as the chat loads an upload
             chunks.append(vision.encode(images_).half().cpu())  # [b, N, C]
         self.features = torch.cat(chunks)  # [n_images, N, C]
         os.makedirs(os.path.dirname(path), exist_ok=True)

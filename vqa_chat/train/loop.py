@@ -23,7 +23,9 @@ from tqdm import tqdm
 from vqa_chat.model.answer_head import AnswerHead, answer_vocabulary
 from vqa_chat.model.config import VLMConfig
 from vqa_chat.model.vision_language_model import VisionLanguageModel
+from vqa_chat.train.curves import plot_curves
 from vqa_chat.train.data import FeatureCache, build_examples, load_split, with_past_turn
+from vqa_chat.train.fit_domain import domain_from
 
 
 @dataclass
@@ -36,7 +38,7 @@ class TrainConfig:
     contrast: bool = False  # easy-VQA: add a twin with the other answer to every yes/no question
     followup_every: int = 5  # every N-th step trains follow-ups (an earlier Q/A about the image first)
     out_dir: str = "runs/custom"  # checkpoints, history, curves
-    export_dir: str = ""  # final model (config.json + model.safetensors); "" = out_dir/final
+    export_dir: str = ""  # final model (config, weights, domain, answer head); "" = out_dir/final
     stage1_steps: int = 0  # first stage: steps training the Q-Former with an answer classifier, no LM
     stage1_batch_size: int = 256  # examples per first-stage step (they cost no LM pass)
     stage1_answers: int = 1000  # classes of the first stage's classifier: the most frequent targets
@@ -45,11 +47,14 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW weight decay
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to lr * 0.05 (in each stage)
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to lr * lr_floor (in each stage)
+    lr_floor: float = 0.05  # the cosine decay ends at this fraction of the peak lr
+    grad_clip: float = 1.0  # gradients are clipped to this total norm before each step
     max_steps: int = 3000  # optimizer steps, both stages together
     max_minutes: float = 0.0  # >0: stop (and save) after this much training time
     eval_every: int = 250  # steps between evaluations
     eval_limit: int = 500  # held-out questions per periodic evaluation
+    eval_max_new_tokens: int = 8  # answer length cap (tokens) when evaluating; answers are a few words
     save_every: int = 50  # steps between resumable checkpoints
     precision: str = "bf16"  # fp32 | bf16 | fp16 (fp16 only on CUDA)
     device: str = ""  # "" = cuda if available else cpu
@@ -87,7 +92,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, length - cfg.warmup_steps)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))  # 1 -> 0
+    return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * cosine)
 
 
 def tokenize(tokenizer, prompts: list[str], targets: list[str] | None, device):
@@ -106,21 +112,21 @@ def tokenize(tokenizer, prompts: list[str], targets: list[str] | None, device):
 
 
 @torch.no_grad()
-def evaluate(model: VisionLanguageModel, examples, features, limit: int, head=None, batch_size=64) -> dict:
+def evaluate(model: VisionLanguageModel, examples, features, cfg: TrainConfig, head=None, batch=64) -> dict:
     """Exact-match accuracy (= official VQA accuracy when the ten annotators agree) per answer type:
     of the generated answers, or of the first stage's classifier `head` if given."""
     model.eval()
-    examples = examples[:limit]
+    examples = examples[: cfg.eval_limit]
     right, total = {}, {}
-    for i in range(0, len(examples), batch_size):
-        batch = examples[i : i + batch_size]
-        patches = features.get([e.image for e in batch]).to(model.device)
+    for i in range(0, len(examples), batch):
+        part = examples[i : i + batch]
+        patches, prompts = features.get([e.image for e in part]).to(model.device), [e.prompt for e in part]
         if head is None:
-            answers = model.generate(patches, [e.prompt for e in batch], max_new_tokens=8)
+            answers = model.generate(patches, prompts, max_new_tokens=cfg.eval_max_new_tokens)
         else:
-            ids, mask = tokenize(model.tokenizer, [e.prompt for e in batch], None, model.device)
+            ids, mask = tokenize(model.tokenizer, prompts, None, model.device)
             answers = head.predict(model.image_tokens(patches, ids, mask)[0])
-        for e, a in zip(batch, answers):
+        for e, a in zip(part, answers):
             for key in ("all", e.answer_type):
                 total[key] = total.get(key, 0) + 1
                 right[key] = right.get(key, 0) + (a.strip().lower() == e.target.lower())
@@ -128,7 +134,8 @@ def evaluate(model: VisionLanguageModel, examples, features, limit: int, head=No
     return {k: round(100 * right[k] / total[k], 2) for k in total}
 
 
-def save_checkpoint(model, head, optimizer, step, history, cfg: TrainConfig) -> None:
+def save_checkpoint(model, head, optimizer, scaler, step, history, cfg: TrainConfig) -> None:
+    """model + everything a resumed run needs to continue exactly as if it had never stopped."""
     folder = os.path.join(cfg.out_dir, "checkpoint")
     tmp = folder + ".tmp"
     model.save_pretrained(tmp)
@@ -137,7 +144,9 @@ def save_checkpoint(model, head, optimizer, step, history, cfg: TrainConfig) -> 
         "optimizer": optimizer.state_dict(),
         "history": history,
         "head": head.state_dict(),
-        "rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict(),  # fp16's loss scale
+        "rng": torch.get_rng_state(),  # dropout's random numbers (CPU; the GPU's below)
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     torch.save(state, os.path.join(tmp, "trainer_state.pt"))
     if os.path.exists(folder):
@@ -147,36 +156,6 @@ def save_checkpoint(model, head, optimizer, step, history, cfg: TrainConfig) -> 
         import shutil
 
         shutil.rmtree(folder + ".old")
-
-
-def plot_curves(history: dict, path: str, stage1_steps: int = 0) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    steps, losses = zip(*history["loss"]) if history["loss"] else ((), ())
-    ax1.plot(steps, losses, lw=0.6, alpha=0.5, label="loss")
-    if len(losses) >= 20:
-        k = 20
-        smooth = [sum(losses[i - k : i]) / k for i in range(k, len(losses) + 1)]
-        ax1.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
-    ax1.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
-    ax1.legend()
-    for key in sorted({k for _, acc in history["eval"] for k in acc}):
-        pts = [(s, acc[key]) for s, acc in history["eval"] if key in acc]
-        ax2.plot(*zip(*pts), marker="o", label=key)
-    ax2.set(xlabel="step", ylabel="accuracy (%)", title="held-out accuracy", ylim=(0, 100))
-    if stage1_steps:  # stage 1 scores the classifier (loss: classifier), stage 2 the generated answers
-        for ax in (ax1, ax2):
-            ax.axvline(stage1_steps, color="gray", ls="--", lw=0.8)
-        ax2.text(stage1_steps, 3, " stage 2: the LM answers", color="gray", fontsize=8)
-        ax2.text(stage1_steps, 3, "stage 1: classifier ", color="gray", fontsize=8, ha="right")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,16 +197,19 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(train):,} training examples, {len(held_out):,} held out; "
         f"{sum(p.numel() for p in params) / 1e6:.2f}M trained parameters; device {device}, {cfg.precision}"
     )
-    params += list(head.parameters())  # trained in the first stage only, never exported
+    params += list(head.parameters())  # trained in the first stage (and kept in the second), then exported
 
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, {"loss": [], "eval": []}
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     if state:
         optimizer.load_state_dict(state["optimizer"])
         head.load_state_dict(state["head"])
+        scaler.load_state_dict(state["scaler"])
         step, history = state["step"], state["history"]
         torch.set_rng_state(state["rng"])
-    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     model.connector.train()
     start, bar = time.time(), tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True)
@@ -261,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             scaler.scale(loss).backward()
             total_loss += loss.item()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -278,17 +260,22 @@ def main(argv: list[str] | None = None) -> None:
         )
         out_of_time = cfg.max_minutes > 0 and (time.time() - start) / 60 > cfg.max_minutes
         if step % cfg.eval_every == 0 or step in (cfg.stage1_steps, cfg.max_steps) or out_of_time:
-            acc = evaluate(model, held_out, features, cfg.eval_limit, head if first else None)
+            acc = evaluate(model, held_out, features, cfg, head if first else None)
             history["eval"].append((step, acc))
             kind = "classifier (stage 1)" if first else "answers"
             tqdm.write(f"step {step}: held-out accuracy of the {kind} {json.dumps(acc)}")
             plot_curves(history, os.path.join(cfg.out_dir, "curves.png"), cfg.stage1_steps)
         if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
-            save_checkpoint(model, head, optimizer, step, history, cfg)
+            save_checkpoint(model, head, optimizer, scaler, step, history, cfg)
         if out_of_time:
             tqdm.write(f"stopping after {cfg.max_minutes} minutes")
             break
     bar.close()
+    if cfg.stage1_steps:  # the answer head was trained with the connector: exported for the top-k answers
+        model.answer_head = head.eval()
+    images = sorted(by_image)  # the training pictures and questions define what the model knows
+    pooled = torch.cat([features.get(images[i : i + 256]).mean(1) for i in range(0, len(images), 256)])
+    model.domain = domain_from(pooled, images, [e.question for e in train])
     export = cfg.export_dir or os.path.join(cfg.out_dir, "final")
     model.save_pretrained(export)
     with open(os.path.join(cfg.out_dir, "history.json"), "w") as f:

@@ -1,42 +1,21 @@
-"""Event handlers of the chat page beyond asking: describe, heatmap, delete, and what gets announced.
+"""Event handlers of the chat page beyond asking: streaming with announcements, heatmap, delete.
 
-ui.py lays out the components and wires these up; the session logic is in session.py / session_extras.py.
+page.py lays out the components and wires these up; the session logic is in chat/session.py, what is
+announced in a11y.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import gradio as gr
 
 from vqa_chat.backends import get_backend
-from vqa_chat.chat import confidence
-from vqa_chat.chat.session import ChatError, ChatSession, label
-from vqa_chat.chat.session_extras import heatmap_for, last_answered
-from vqa_chat.ui.a11y import Announcer
+from vqa_chat.chat.notes import ChatError, label
+from vqa_chat.chat.session import ChatSession
+from vqa_chat.ui.a11y import Announcer, announce_value, spoken
 
 log = logging.getLogger(__name__)
-
-_counter = itertools.count()
-MARK = "\u200b"  # announcements end with MARK + a counter: the same words twice still count as a change
-
-
-def announce_value(text: str | None):
-    """A value for the hidden `announce` box (the page script strips the counter), or gr.skip()."""
-    return f"{text}{MARK}{next(_counter)}" if text else gr.skip()
-
-
-def spoken(turn) -> str:
-    """The whole answer as the chat shows it, in plain words (for Repeat last answer and Read aloud)."""
-    if turn is None:
-        return ""
-    answer = turn.answer.strip() or "No answer."
-    if turn.stopped:
-        return f"{answer} (stopped)"
-    if turn.unsure:
-        return f"{confidence.UNSURE_PREFIX} {answer}. {confidence.RETAKE_ADVICE}"
-    return answer
 
 
 def stream_with_announcements(session: ChatSession, steps, chat_messages):
@@ -59,26 +38,17 @@ def stream_with_announcements(session: ChatSession, steps, chat_messages):
         return
     if turn is None:
         return
-    said_before = announcer.said > 0
-    rest = announcer.finish(turn.answer)
-    if turn.unsure and not turn.stopped:  # nothing stated as fact: the hedge and the advice, in full
-        say = spoken(turn)
-        if said_before:  # its sentences were read out already: add the doubt and the advice
-            say = f"I'm not sure about this. {rest or ''} {confidence.RETAKE_ADVICE}"
-    elif turn.stopped:
-        say = f"{rest or ''} Stopped.".strip()
-    else:
-        say = rest or (None if said_before else "No answer.")
+    say = announcer.finished(turn)
     yield chat_messages(session), gr.skip(), gr.skip(), announce_value(say), spoken(turn)
 
 
 def on_heatmap(session: ChatSession, backend_name: str):
     """Show where the model looked for the last answer: (image update, text, announcement)."""
-    turn = last_answered(session)
+    turn = session.last_answered()
     name = turn.backend if turn is not None else backend_name
     try:
         backend = get_backend(name)
-        path, alt = heatmap_for(session, backend)
+        path, alt = session.heatmap_for(backend)
     except ValueError as e:
         return gr.update(visible=False, value=None), str(e), announce_value(str(e))
     except Exception as e:

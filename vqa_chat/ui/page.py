@@ -14,9 +14,10 @@ import gradio as gr
 
 from vqa_chat.backends import REGISTRY
 from vqa_chat.backends.base import GenerationSettings
-from vqa_chat.chat import confidence, privacy
+from vqa_chat.chat import privacy
 from vqa_chat.chat.conversation import Turn
-from vqa_chat.chat.session import ChatError, ChatSession, label
+from vqa_chat.chat.notes import ChatError, label
+from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui import a11y, handlers
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,21 @@ def upload_path(payload) -> str | None:
     return payload or None
 
 
+DEFAULTS = GenerationSettings()  # where the settings panel starts
+GREEDY, SAMPLING = "Greedy", "Sampling"  # the Decoding radio's choices: do_sample False / True
+START_DECODING = SAMPLING if DEFAULTS.do_sample else GREEDY
+
+
 def settings_from(
-    max_new_tokens, decoding="Greedy", temperature=0.7, top_p=0.9, beams=1
+    max_new_tokens,
+    decoding=START_DECODING,
+    temperature=DEFAULTS.temperature,
+    top_p=DEFAULTS.top_p,
+    beams=DEFAULTS.num_beams,
 ) -> GenerationSettings:
     return GenerationSettings(
-        max_new_tokens=int(max_new_tokens or GenerationSettings.max_new_tokens),
-        do_sample=decoding == "Sampling",
+        max_new_tokens=int(max_new_tokens or DEFAULTS.max_new_tokens),
+        do_sample=decoding == SAMPLING,
         temperature=float(temperature),
         top_p=float(top_p),
         num_beams=int(beams),
@@ -78,8 +88,13 @@ def chat_messages(session: ChatSession) -> list[dict]:
                 answer = "_(no answer)_"
             if item.stopped:
                 answer = f"{answer} _(stopped)_".strip()
-            elif item.unsure:  # honest uncertainty: a guess is not stated as fact
-                answer = confidence.hedged(answer)
+            elif item is not session.pending:  # hedged when unsure, retake advice when measured
+                answer = item.said() or answer
+                if item.alternatives:
+                    others = ", ".join(f"{a} ({p:.0%})" for a, p in item.alternatives)
+                    answer += f"\n\n_Other possible answers: {others}_"
+                if item.source != "model":
+                    answer += f"\n\n_(from {item.source}: out of the model's domain)_"
             out.append({"role": "assistant", "content": answer})
         elif item.image:
             out.append({"role": item.role, "content": {"path": item.image, "alt_text": item.text}})
@@ -123,11 +138,15 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 heat_text = gr.Markdown("", elem_id="heatmap-text")
                 backend = gr.Radio(backends, value=config.backend, label="Backend")
                 with gr.Accordion("Generation settings", open=False):
-                    max_new = gr.Slider(1, 256, value=40, step=1, label="Max new tokens")
-                    decoding = gr.Radio(["Greedy", "Sampling"], value="Greedy", label="Decoding")
-                    temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.05, label="Temperature (sampling)")
-                    top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p (sampling)")
-                    beams = gr.Slider(1, 5, value=1, step=1, label="Beams (1 = no beam search)")
+                    max_new = gr.Slider(1, 256, value=DEFAULTS.max_new_tokens, step=1, label="Max new tokens")
+                    decoding = gr.Radio([GREEDY, SAMPLING], value=START_DECODING, label="Decoding")
+                    temperature = gr.Slider(
+                        0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature (sampling)"
+                    )
+                    top_p = gr.Slider(0.1, 1.0, value=DEFAULTS.top_p, step=0.05, label="Top-p (sampling)")
+                    beams = gr.Slider(
+                        1, 5, value=DEFAULTS.num_beams, step=1, label="Beams (1 = no beam search)"
+                    )
             with gr.Column(scale=3, min_width=320):
                 chat = gr.Chatbot(
                     label="Chat",
@@ -244,28 +263,46 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
 
 
 def add_api(session: gr.State, config: AppConfig) -> None:
-    """Endpoints for scripts: /ask, /history, /chat, /reset, /stop (hidden components, not on the page)."""
+    """Endpoints for scripts: /ask, /describe, /facts, /history, /chat, /reset, /stop (hidden components)."""
     with gr.Column(visible=False):
         image = gr.File(label="image", type="filepath")
         question = gr.Textbox(label="question")
         backend = gr.Textbox(label="backend", value=config.backend)
         max_new_tokens = gr.Number(
-            label="max_new_tokens", value=GenerationSettings.max_new_tokens, precision=0
+            label="max_new_tokens", value=DEFAULTS.max_new_tokens, precision=0
         )
         answer = gr.Textbox(label="answer")
         history = gr.JSON(label="history")
         trigger = gr.Button("api")
 
-    def ask(s: ChatSession, image=None, question="", backend=config.backend, max_new_tokens=None):
-        """Ask about `image` (None keeps the session's image); streams the answer text."""
+    def answer_stream(s: ChatSession, steps):
+        """The answer's text as it grows, then in full as the chat shows it (hedged, with facts' notes)."""
         turn = None
         try:
-            for _ in s.ask(image, question, backend or config.backend, settings_from(max_new_tokens)):
+            for _ in steps:
                 turn = s.pending or turn
                 yield turn.answer if turn else ""
         except ChatError as e:
             raise gr.Error(str(e), print_exception=False) from None
-        yield turn.answer if turn else ""
+        yield turn.said() if turn else ""
+
+    def ask(s: ChatSession, image=None, question="", backend=config.backend, max_new_tokens=None):
+        """Ask about `image` (None keeps the session's image); streams the answer text."""
+        settings = settings_from(max_new_tokens)
+        yield from answer_stream(s, s.ask(image, question, backend or config.backend, settings))
+
+    def describe(s: ChatSession, image=None, backend=config.backend):
+        """Describe `image` (None: the session's image) in detail; streamed, and a turn of the chat."""
+        yield from answer_stream(s, s.describe(image, backend or config.backend, settings_from(None)))
+
+    def facts(s: ChatSession, image=None) -> dict:
+        """What the offline parts measured in `image` (None: the session's image), as JSON."""
+        try:
+            if image and image != s.image_source:
+                s.set_image(image)
+            return s.photo_facts().to_json()
+        except ChatError as e:
+            raise gr.Error(str(e), print_exception=False) from None
 
     def get_history(s: ChatSession) -> list[dict]:
         """The session's turns as a list of {"question", "answer", "backend"}."""
@@ -292,6 +329,15 @@ def add_api(session: gr.State, config: AppConfig) -> None:
         concurrency_id="generate",
         concurrency_limit=config.concurrency,
     )
+    trigger.click(
+        describe,
+        [session, image, backend],
+        answer,
+        api_name="describe",
+        concurrency_id="generate",
+        concurrency_limit=config.concurrency,
+    )
+    trigger.click(facts, [session, image], history, api_name="facts", concurrency_id="generate")
     trigger.click(get_history, session, history, api_name="history", concurrency_limit=None)
     trigger.click(get_chat, session, history, api_name="chat", concurrency_limit=None)
     trigger.click(reset, session, answer, api_name="reset", concurrency_limit=None)

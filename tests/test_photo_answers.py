@@ -1,0 +1,206 @@
+"""Answers about a real photo from hand-made photo facts: the router, the hedges, Describe, retake advice."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vqa_chat.photo.answers import INTENTS, UNKNOWN_ANSWER, answer, describe, intent, retake_advice
+from vqa_chat.photo.facts import Code, Label, PhotoFacts, Region, TextLine
+from vqa_chat.photo.router_eval import accuracy, evaluate, read_tsv, report
+
+DATA = Path(__file__).parent / "data"
+SHAPES = re.compile(r"\b(?:circle|square|triangle|rectangle)s?\b", re.IGNORECASE)
+DEV_FLOOR = 0.89  # 0.9 x the 0.993 measured on router_dev.tsv (python -m vqa_chat.photo.router_eval FILE)
+HELDOUT_FLOOR = 0.87  # 0.9 x the 0.969 (248/256) measured once on router_heldout.tsv, rules frozen before
+
+
+def facts(labels=(), text=(), people=(), colours=(("white", 0.6), ("grey", 0.2), ("brown", 0.1)),
+          light="normal", blurry=False, cut=False, codes=()) -> PhotoFacts:
+    return PhotoFacts(width=640, height=480, labels=list(labels), text=list(text), people=list(people),
+                      colours=list(colours), brightness={"very dark": 0.05, "dark": 0.2}.get(light, 0.5),
+                      light=light, sharpness=10.0 if blurry else 300.0, blurry=blurry, text_cut_off=cut,
+                      codes=list(codes), seconds=0.1)
+
+
+LION = facts([Label("lion", 0.85, "big cat"), Label("cougar", 0.05, "big cat"),
+              Label("dingo", 0.02, "wild dog")])
+CAT = facts([Label("tabby cat", 0.55, "cat"), Label("tiger cat", 0.25, "cat"),
+             Label("Egyptian Mau", 0.1, "cat"), Label("carton", 0.01, None)])
+MUG = facts([Label("coffee mug", 0.4, "cup"), Label("teapot", 0.2, None), Label("water jug", 0.1, None)])
+UNSURE = facts([Label("envelope", 0.1, None), Label("carton", 0.08, None), Label("packet", 0.05, None)])
+LABEL = facts(UNSURE.labels, text=[TextLine("BEST BEFORE", 0.9, (0.2, 0.2, 0.6, 0.3)),
+                                   TextLine("12 2025", 0.95, (0.2, 0.4, 0.5, 0.5)),
+                                   TextLine("x#k", 0.2, (0.3, 0.6, 0.4, 0.7))])
+CROWD = facts(UNSURE.labels, people=[Region("person", "left", (0, 0, 0.3, 1)),
+                                     Region("face", "right", (0.7, 0, 1, 0.3)),
+                                     Region("person", "right", (0.6, 0, 0.9, 1))])
+ALL = (LION, CAT, MUG, UNSURE, LABEL, CROWD)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("What's this?", "identify"), ("wat is thsi", "identify"),
+    ("can you tell me what this is please", "identify"), ("what breed is my dog", "identify"),
+    ("Describe the picture.", "describe"), ("what do you see", "describe"),
+    ("What does it say?", "read"), ("whats the expiration date", "read"), ("read the label", "read"),
+    ("What colour is this shirt?", "colour"), ("what color is it", "colour"), ("is it red", "colour"),
+    ("and what colour is it?", "colour"), ("how many people are there", "people"),
+    ("Is anyone there?", "people"),
+    ("is it dark", "light"), ("Is the light on?", "light"), ("is the photo blurry", "quality"),
+    ("did I get it all", "quality"), ("Is the text cut off?", "quality"), ("is there a QR code", "code"),
+    ("scan the barcode", "code"), ("is there a dog?", "presence"), ("Is this a cat?", "presence"),
+    ("How much does it cost?", "unknown"), ("is the stove on", "unknown"), ("how old is he", "unknown"),
+    ("what time is it", "unknown"), ("Is she happy?", "unknown"), ("what's the weather like", "unknown"),
+    ("Hi! Could you please describe this for me? Thanks", "describe"), ("is the pic blury", "quality"),
+])
+def test_routing_of_typical_phrasings(question, expected):
+    assert intent(question) == expected
+
+
+def test_router_is_deterministic_and_says_only_intents():
+    questions = [q for q, _ in read_tsv(DATA / "router_dev.tsv")] + ["", "???", "the"]
+    assert all(intent(q) in INTENTS for q in questions)
+    assert [intent(q) for q in questions] == [intent(q) for q in questions]
+    assert intent("") == "unknown"
+
+
+def test_sure_answer_names_the_label_with_its_percentage():
+    assert answer("what is this?", LION) == "Probably a lion (85 % sure)."
+
+
+def test_a_family_of_labels_is_named_by_its_family():
+    assert answer("what is this?", CAT) == "Probably a cat (90 % sure), perhaps a tabby cat."
+
+
+def test_middle_band_names_the_top_two():
+    assert answer("what is this?", MUG) == "It might be a coffee mug or a teapot."
+
+
+def test_low_band_cannot_tell():
+    assert answer("what is this?", UNSURE) == "I can't tell what this is."
+
+
+def test_percentages_round_down_and_never_say_100():
+    sure = facts([Label("lion", 0.999, "big cat")])
+    assert "(99 % sure)" in answer("what is it", sure)
+    assert "(60 % sure)" in answer("what is it", facts([Label("lion", 0.6, None)]))
+    assert "(89 % sure)" in answer("what is it", facts([Label("lion", 0.899, None)]))
+
+
+@pytest.mark.parametrize("question", ["How much does it cost?", "is the stove on", "what time is it",
+                                      "Is she happy?", "what's the weather like", "is the door open"])
+def test_unknown_gets_the_blip2_sentence_never_a_guess(question):
+    for f in ALL:
+        assert answer(question, f) == UNKNOWN_ANSWER
+
+
+def test_no_shape_words_about_a_real_photo():
+    questions = [q for q, _ in read_tsv(DATA / "router_dev.tsv")]
+    for f in ALL + (facts(light="very dark", blurry=True, cut=True),):
+        for q in questions:
+            assert not SHAPES.search(answer(q, f)), (q, answer(q, f))
+        assert not SHAPES.search(describe(f))
+
+
+def test_shape_word_only_when_the_labels_say_so():
+    shaped = facts([Label("square", 0.9, None)])  # a made-up label: the answer repeats what the labels say
+    assert "square" in answer("what is this", shaped)
+
+
+def test_retake_advice_only_for_dark_blurry_or_cut_text():
+    for f in ALL:  # unsure labels do not call for a retake
+        assert retake_advice(f) is None
+        assert "Try again" not in describe(f)
+        assert all("Try again" not in answer(q, f) for q in ("what is this", "is there a dog", "read it"))
+    assert retake_advice(facts(light="very dark")) == "The photo is very dark. Try again with more light."
+    assert answer("is it dark?", facts(light="very dark")) == retake_advice(facts(light="very dark"))
+    assert retake_advice(facts(blurry=True)) == "The photo is blurry. Try again holding the camera steady."
+    assert "cut off" in retake_advice(facts(cut=True))
+    assert answer("is it dark?", LION) == "The light looks fine."
+    assert answer("is it blurry?", LION) == "The photo looks clear: sharp and well lit."
+
+
+def test_dark_photo_advice_comes_with_the_answer():
+    dark = facts(UNSURE.labels, light="dark")
+    said = answer("what is this", dark)
+    assert said == "I can't tell what this is. The photo is dark. Try again with more light."
+
+
+def test_presence_yes_only_from_a_label_with_its_probability():
+    assert answer("is this a cat?", CAT) == "Yes, it looks like a cat (90 %)."
+    assert answer("is there a lion", LION) == "Yes, it looks like a lion (85 %)."
+    assert answer("is it a dog or a cat", CAT) == "It looks like a cat (90 %)."
+    assert answer("is there a mug", MUG) == "Maybe: it looks like a coffee mug (40 %)."
+
+
+def test_presence_never_a_bare_no():
+    assert answer("is there a dog?", CAT) == "I don't see a dog; it looks like a cat (90 %)."
+    assert answer("is there a dog?", UNSURE) == "I can't tell."
+    assert answer("is there a dog?", MUG) == "I can't tell. It might be a coffee mug or a teapot."
+    for f in ALL:
+        assert not answer("is there a giraffe?", f).lower().startswith("no")
+
+
+def test_text_is_read_verbatim_unclear_lines_left_out():
+    said = answer("what does it say?", LABEL)
+    assert said == 'Two lines: "BEST BEFORE", "12 2025". One unclear line left out.'
+    assert answer("read it", LION) == "I don't see any text."
+    cut = facts(text=LABEL.text[:1], cut=True)
+    assert answer("read it", cut) == ('One line: "BEST BEFORE". Some text is cut off at the edge. '
+                                      "Try again from a little further back.")
+
+
+def test_people_counted_with_where_they_are():
+    assert answer("how many people?", CROWD) == "Three people: one on the left and two on the right."
+    assert answer("is anyone there", facts(people=[Region("face", "centre", (0.4, 0.3, 0.6, 0.6))])) == \
+        "One person, in the centre."
+    assert answer("how many people?", LION) == "No people that I can see."
+
+
+def test_colours_top_one_to_three():
+    assert answer("what colour is it?", LION) == "Mostly white, with some grey and brown."
+    assert answer("what color is it?", facts(colours=[("red", 0.4), ("blue", 0.3)])) == "Red and blue."
+    assert answer("is it white?", LION) == "Yes, mostly white, with some grey and brown."
+    assert answer("is it red?", LION) == "I don't see much red. Mostly white, with some grey and brown."
+
+
+def test_codes():
+    assert answer("is there a QR code?", facts(codes=[Code("QR code", "https://example.org")])) == \
+        'A QR code: "https://example.org".'
+    assert answer("scan the barcode", LION) == "I don't see a QR code or barcode."
+
+
+def test_describe_is_short_and_says_what_the_facts_support():
+    assert describe(LION) == "Probably a lion (85 % sure). Mostly white, with some grey and brown."
+    assert describe(CROWD) == ("Three people: one on the left and two on the right. "
+                               "Mostly white, with some grey and brown.")
+    assert describe(LABEL).startswith('I can\'t tell what this is. It says "BEST BEFORE", "12 2025".')
+    bad = facts(LABEL.labels, LABEL.text, light="very dark", blurry=True, cut=True)
+    advice = ("The photo is very dark and blurry, and some text is cut off. "
+              "Try again with more light, holding the camera steady and from a little further back.")
+    assert describe(bad).endswith(advice)
+    for f in ALL + (bad,):
+        assert len(re.findall(r"[.!?](?:\s|$)", describe(f))) <= 4
+
+
+def test_many_part_questions_answer_each_part():
+    assert answer("What is this and what colour is it?", LION) == \
+        "Probably a lion (85 % sure). Mostly white, with some grey and brown."
+    said = answer("what is it? how much does it cost?", LION)
+    assert said == f"Probably a lion (85 % sure). {UNKNOWN_ANSWER}"
+
+
+def test_dev_set_accuracy_floor():
+    results = evaluate(read_tsv(DATA / "router_dev.tsv"))
+    assert accuracy(results) >= DEV_FLOOR, report(results)
+
+
+def test_heldout_accuracy_floor():
+    path = DATA / "router_heldout.tsv"
+    if not path.exists():
+        pytest.skip("no held-out phrasings")
+    rows = read_tsv(path)
+    assert len(rows) >= 200
+    assert accuracy(evaluate(rows)) >= HELDOUT_FLOOR

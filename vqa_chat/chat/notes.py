@@ -1,0 +1,61 @@
+"""The visible chat's lines that are not turns (pictures, notices, errors), and the messages users read
+when something went wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vqa_chat.backends.base import BusyError
+from vqa_chat.chat.conversation import Turn
+
+BACKEND_LABELS = {"blip2": "BLIP-2", "custom": "Custom", "vllm": "vLLM"}
+
+
+class ChatError(Exception):
+    """A request that was refused or failed; the message is already in the chat and is user-readable."""
+
+
+@dataclass(eq=False)
+class Note:
+    """A chat line that is not a question/answer turn: an image, a notice, an error."""
+
+    text: str
+    role: str = "assistant"
+    image: str | None = None  # path of a picture to show instead of text
+    error: bool = False
+
+
+def label(backend: str) -> str:
+    return BACKEND_LABELS.get(backend, backend)
+
+
+def short(e: BaseException, limit: int = 400) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_message(e: BaseException) -> str:
+    """What the chat says when answering failed: busy, out of memory, or the error's first line."""
+    if isinstance(e, BusyError):
+        return str(e)
+    if isinstance(e, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(e).lower():
+        return (
+            f"The model ran out of memory while answering ({short(e, 120)}). Your chat is kept: ask again, "
+            "perhaps with fewer Max new tokens."
+        )
+    return f"Generating the answer failed: {short(e)}"
+
+
+def transcript(log: list) -> list[dict]:
+    """Chat lines (turns and notes) as plain text, {"role", "text"}: answers as users get them (hedged when
+    unsure, with retake advice), images as [image: ...]."""
+    lines = []
+    for item in log:
+        if isinstance(item, Turn):
+            answer = item.answer + " (stopped)" if item.stopped else item.said()
+            lines += [{"role": "user", "text": item.question}, {"role": "assistant", "text": answer}]
+        else:
+            lines.append({"role": item.role, "text": f"[image: {item.text}]" if item.image else item.text})
+    return lines

@@ -1,0 +1,127 @@
+"""Photo facts: what offline parts can say about a real photo (labels, text, people, colours, light, codes).
+
+Computed once per image by `photo_facts`, from parts that ship inside PyPI wheels and load once per process:
+EfficientNet-Lite0's ImageNet head (labels.py), RapidOCR (ocr.py), OpenCV's face cascade and HOG people
+detector (people.py), colour names, light and sharpness (looks.py), OpenCV's QR and barcode readers (here).
+Every part works on one copy of the photo whose long side is at most WORK_SIDE px, which bounds the time.
+The answers built from these facts live in answers.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vqa_chat.photo import labels, looks, ocr, people
+
+WORK_SIDE = 1024  # the long side (px) of the copy every part works on (never enlarged)
+EDGE = 0.01  # a text box this close to an edge (fraction of the side) counts as cut off
+
+
+@dataclass
+class Label:  # one ImageNet guess
+    name: str  # readable, e.g. "Egyptian cat"
+    probability: float  # 0..1
+    group: str | None  # a plain word for its family when there is one: "cat", "dog", "bird", "car"...
+
+
+@dataclass
+class TextLine:
+    text: str  # the line as read
+    confidence: float  # 0..1
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of width/height
+
+
+@dataclass
+class Region:  # a face or a person
+    kind: str  # "face" or "person"
+    where: str  # "left", "centre" or "right" (of the picture)
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of width/height
+
+
+@dataclass
+class Code:
+    kind: str  # "QR code" or "barcode"
+    data: str  # the decoded content
+
+
+@dataclass
+class PhotoFacts:
+    width: int  # pixels
+    height: int  # pixels
+    labels: list[Label]  # ImageNet top-5, most likely first
+    text: list[TextLine]  # in reading order (top to bottom, left to right)
+    people: list[Region]  # faces and people merged into one list of persons (one Region per person)
+    colours: list[tuple[str, float]]  # dominant colour names, centre-weighted share 0..1, largest first
+    brightness: float  # mean luminance 0..1
+    light: str  # "very dark", "dark", "normal", "bright", "very bright"
+    sharpness: float  # variance of the Laplacian on a fixed-size grey copy
+    blurry: bool  # sharpness below the blur threshold
+    text_cut_off: bool  # some text touches the picture's edge
+    codes: list[Code]  # QR codes and barcodes found
+    seconds: float  # time to compute
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def working_copy(image: Image.Image) -> Image.Image:
+    """An RGB copy whose long side is at most WORK_SIDE px."""
+    rgb = image.convert("RGB")
+    rgb.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR)
+    return rgb
+
+
+@functools.cache
+def code_readers() -> tuple[cv2.QRCodeDetector, cv2.barcode.BarcodeDetector]:
+    """OpenCV's QR code and barcode readers, made once per process."""
+    return cv2.QRCodeDetector(), cv2.barcode.BarcodeDetector()
+
+
+def find_codes(rgb: np.ndarray) -> list[Code]:
+    """QR codes and barcodes that could be decoded, in the order found."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    qr_reader, barcode_reader = code_readers()
+    codes = []
+    found, texts, _, _ = qr_reader.detectAndDecodeMulti(grey)
+    if found:
+        codes += [Code("QR code", text) for text in texts if text]
+    for picture in (grey, cv2.GaussianBlur(grey, (5, 5), 0)):  # the reader misses some crisp or fine bars
+        found, texts, _, _ = barcode_reader.detectAndDecodeWithType(picture)
+        barcodes = [Code("barcode", text) for text in texts if text] if found else []
+        if barcodes:
+            return codes + barcodes
+    return codes
+
+
+def cut_off(lines: list[TextLine]) -> bool:
+    """True when some text box touches the picture's edge."""
+    boxes = [line.box for line in lines]
+    return any(min(x0, y0) < EDGE or max(x1, y1) > 1 - EDGE for x0, y0, x1, y1 in boxes)
+
+
+def photo_facts(image: Image.Image) -> PhotoFacts:
+    """All the facts about one photo (the parts are loaded on first use, once per process)."""
+    start = time.perf_counter()
+    work = working_copy(image)
+    rgb = np.asarray(work)
+    probs = labels.probabilities(work)
+    text = [TextLine(t, c, box) for t, c, box in ocr.read_lines(work)]
+    found = people.find_people(rgb, labels.animal_share(probs))
+    persons = [Region(kind, people.where(box), box) for kind, box in found]
+    level = looks.brightness(rgb)
+    sharpness = looks.sharpness(rgb)
+    return PhotoFacts(
+        width=image.width, height=image.height,
+        labels=[Label(name, p, group) for name, p, group in labels.top(probs)],
+        text=text, people=persons, colours=looks.colours(rgb),
+        brightness=level, light=looks.light(level),
+        sharpness=sharpness, blurry=sharpness < looks.BLURRY_BELOW,
+        text_cut_off=cut_off(text), codes=find_codes(rgb),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,47 @@
+"""Every VQA_CHAT_* environment variable (and Gradio's host and port), read in one place when `read()` is
+called, never at import. Command-line flags win over these; these win over the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _home_cache() -> str:
+    return os.path.join(os.path.expanduser("~"), ".cache", "vqa-chat")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"  # GRADIO_SERVER_NAME: the app's listen address (Hugging Face Spaces sets 0.0.0.0)
+    port: int = 7860  # GRADIO_SERVER_PORT: the app's port
+    backend: str = ""  # VQA_CHAT_BACKEND: the backend selected when a page opens ("" = AppConfig's)
+    blip2_model: str = ""  # VQA_CHAT_BLIP2_MODEL: BLIP-2 hub id or folder ("" = the backend's default)
+    custom_model: str = ""  # VQA_CHAT_CUSTOM_MODEL: custom model folder ("" = the bundled model)
+    vllm_url: str = ""  # VQA_CHAT_VLLM_URL: OpenAI-compatible vLLM server ("" = 127.0.0.1:8000/v1)
+    vllm_model: str = ""  # VQA_CHAT_VLLM_MODEL: model name sent to vLLM ("" = the server's first model)
+    vllm_api_key: str = ""  # VQA_CHAT_VLLM_API_KEY: bearer token for the vLLM server ("" = none)
+    confidence: str = ""  # VQA_CHAT_CONFIDENCE: another calibration file ("" = the one in configs/)
+    cache: str = field(default_factory=_home_cache)  # VQA_CHAT_CACHE: converted LM, image features
+    kv_budget_mb: int = 2048  # VQA_CHAT_KV_BUDGET_MB: all sessions' prefix KV caches together, in MB
+    malloc_trim: bool = True  # VQA_CHAT_MALLOC_TRIM: 0 = never hand freed memory back to the OS when idle
+
+
+def read() -> Settings:
+    """The settings from the environment now (unset or empty variables keep the defaults)."""
+    env, default = {k: v for k, v in os.environ.items() if v}, Settings()
+    return Settings(
+        host=env.get("GRADIO_SERVER_NAME", default.host),
+        port=int(env.get("GRADIO_SERVER_PORT", default.port)),
+        backend=env.get("VQA_CHAT_BACKEND", default.backend),
+        blip2_model=env.get("VQA_CHAT_BLIP2_MODEL", default.blip2_model),
+        custom_model=env.get("VQA_CHAT_CUSTOM_MODEL", default.custom_model),
+        vllm_url=env.get("VQA_CHAT_VLLM_URL", default.vllm_url),
+        vllm_model=env.get("VQA_CHAT_VLLM_MODEL", default.vllm_model),
+        vllm_api_key=env.get("VQA_CHAT_VLLM_API_KEY", default.vllm_api_key),
+        confidence=env.get("VQA_CHAT_CONFIDENCE", default.confidence),
+        cache=env.get("VQA_CHAT_CACHE", default.cache),
+        kv_budget_mb=int(env.get("VQA_CHAT_KV_BUDGET_MB", default.kv_budget_mb)),
+        malloc_trim=env.get("VQA_CHAT_MALLOC_TRIM", "1") != "0",
+    )
