@@ -56,6 +56,22 @@ def answer_questions(
     return answers
 
 
+def out_of_domain(backend: Backend, records: Sequence[Mapping], progress: bool = True) -> list[bool]:
+    """Per record: is its picture or question outside what the model was trained on? The chat answers
+    those from the photo's facts, not the model (backends.Backend.in_domain); each picture is read once."""
+    by_image: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_image.setdefault(r["image"], []).append(i)
+    flags = [False] * len(records)
+    for path, rows in tqdm(by_image.items(), desc="domain check", unit="image", disable=not progress):
+        image = load_image(path)
+        embeds = backend.encode_image(image)
+        known = backend.in_domain(embeds, image, None)
+        for i in rows:
+            flags[i] = not (known and backend.in_domain(embeds, image, records[i]["question"]))
+    return flags
+
+
 def score_records(records: Sequence[Mapping], answers: Sequence[str]) -> tuple[dict, dict]:
     """Official report and {question_id: accuracy in [0, 1]} for predictions on VQA records, exactly as
     if the records were written as official files and scored by `score`.
@@ -97,6 +113,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     backend = get_backend(args.backend)
     settings = greedy_settings(args.max_new_tokens)
     answers = answer_questions(backend, records, args.batch_size, settings, progress=not args.no_progress)
+    outside = 0
+    if not args.no_domain_check:  # as in the chat: those are answered from photo facts, counted wrong here
+        flags = out_of_domain(backend, records, progress=not args.no_progress)
+        answers = ["(out of domain)" if out else a for a, out in zip(answers, flags, strict=True)]
+        outside = sum(flags)
+        print(f"{outside} of {len(records)} questions are outside the model's domain (counted wrong)")
     results = {r["question_id"]: a for r, a in zip(records, answers, strict=True)}
     write_json(args.results, [{"question_id": qid, "answer": a} for qid, a in results.items()])
     print(f"wrote {len(results)} answers to {args.results}")
@@ -104,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         print("this split has no ground-truth answers: nothing to score")
         return
     report, per_question = score_records(records, answers)
-    meta = {"dataset": args.dataset, "split": args.split, "backend": args.backend, "model": args.model}
+    meta = {"dataset": args.dataset, "split": args.split, "backend": args.backend, "model": args.model,
+            "out_of_domain": outside}  # fmt: skip
     _finish(report, per_question, records, results, args, meta)
 
 
@@ -159,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-new-tokens", type=int, default=10, help="answer length cap (greedy decoding)")
     run.add_argument("--results", required=True, help="results JSON [{question_id, answer}] to write")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-domain-check", action="store_true",  # fmt: skip
+                     help="score every answer, also where the chat answers from photo facts")
     outputs(run)
     run.set_defaults(func=cmd_run)
 
