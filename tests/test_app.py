@@ -199,3 +199,14 @@ def test_reset_starts_a_new_chat(client, images):
     assert client.predict(api_name="/history") == []
     with pytest.raises(AppError, match="add an image first"):
         ask(client, None, "What about now?")
+
+
+def test_facts_and_describe_endpoints(app, images):
+    client = Client(app.local_url, verbose=False)
+    facts = client.predict(handle_file(str(images / "red.png")), api_name="/facts")
+    assert {"labels", "text", "people", "colours", "light", "blurry", "codes", "seconds"} <= set(facts)
+    assert facts["colours"][0][0] == "red" and facts["people"] == [] and len(facts["labels"]) == 5
+    described = client.predict(None, "blip2", api_name="/describe")  # about the image /facts was given
+    turn = client.predict(api_name="/history")[-1]
+    assert described.strip() and turn["said"] == described and turn["source"] == "model"
+    assert client.predict(api_name="/chat")[-1]["text"] == described  # a turn of the chat, like the button

@@ -108,6 +108,26 @@ def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch,
     assert blip2.encoded == 1  # the image was encoded once for the description and the follow-up
 
 
+def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_prompts(monkeypatch, tmp_path):
+    from PIL import ImageDraw, ImageFont
+
+    from vqa_chat import backends
+
+    blip2 = FakeBlip2()
+    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    sign = Image.new("RGB", (640, 240), "white")  # a well-lit sign: its text is read, no advice to retake
+    ImageDraw.Draw(sign).text((40, 80), "OPEN 24 HOURS", fill="black", font=ImageFont.load_default(size=64))
+    sign.save(tmp_path / "sign.png")
+    s = ChatSession()
+    list(s.describe(str(tmp_path / "sign.png"), "blip2", GenerationSettings()))
+    turn = s.conversation.turns[-1]
+    assert turn.facts_note == 'The text reads "OPEN 24 HOURS".'
+    assert turn.said().startswith("A man riding a red bicycle.") and turn.said().endswith(turn.facts_note)
+    list(s.ask(None, "Is it open?", "blip2", GenerationSettings(max_new_tokens=2)))
+    assert "24 HOURS" not in blip2.prompts[-1]  # the model's own words carry the conversation
+
+
 def test_regenerate_keeps_the_turns_mode(monkeypatch, tmp_path):
     from vqa_chat import backends
 

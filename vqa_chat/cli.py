@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(answer)
     if args.top_k and in_domain:
         for candidate, probability in backend.top_answers(embeds, prompt, args.top_k):
-            print(f"{probability:7.2%}  {candidate}")
+            print(f"{probability:6.1%}  {candidate}")
     elif args.top_k:
         print("(no top answers: out of the model's domain, answered from the photo's facts)", file=sys.stderr)
     if args.heatmap:

@@ -74,7 +74,7 @@ def _advice(facts: PhotoFacts, kinds: tuple[str, ...]) -> str | None:
     if "light" in kinds and facts.light in ("very dark", "dark"):
         problems.append(facts.light)
         fixes.append("with more light")
-    if "light" in kinds and facts.light == "very bright":
+    if "light" in kinds and facts.light == "very bright" and not _clear_lines(facts):  # a white page is fine
         problems.append("very bright")
         fixes.append("out of direct light")
     if "blur" in kinds and facts.blurry:
