@@ -9,9 +9,11 @@ It starts `app.py` on 127.0.0.1 (or uses --url), then:
    question tagged with its session; then every session's /history must hold exactly its own questions and
    the answers /ask returned (no leaks), and a few sessions are replayed alone: greedy answers under load
    must equal the answers of the session alone;
-3. the same load again (after /reset), --rounds times in all: memory must not keep growing (RSS after
-   the last round at most --rss-growth-mb above the highest of the rounds before; the first round fills
-   caches and allocator pools);
+3. the same load again (after /reset), --rounds times in all (8): memory must not keep growing. RSS is
+   read after every round and judged by its trend, not by one new high (it moves up and down by 100 MB
+   or more between rounds): the least-squares slope of RSS per round, over the rounds after the first
+   (which fills caches and allocator pools), at most --rss-slope-mb (40 MB a round); it needs at least
+   MIN_TREND_ROUNDS rounds to fit, so fewer --rounds leave memory unjudged;
 4. busy: a burst of 3 x (max batch + max waiting) long answers at once: the engine's waiting line fills
    and the rest must get the clear "busy" message, not an error or a hang.
 Prints one JSON summary; exits 1 if any check failed.
@@ -36,6 +38,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+MIN_TREND_ROUNDS = 5  # rounds the RSS slope is fitted on (after the first): fewer say nothing about a trend
 
 
 @dataclass
@@ -50,8 +53,8 @@ class Config:
     max_waiting: int = 8  # ... and answers allowed to wait; sessions <= both together, so no one is busy
     replay: int = 3  # sessions replayed alone to compare answers
     burst_tokens: int = 200
-    rounds: int = 3  # the same load this many times (after /reset), RSS read after each
-    rss_growth_mb: float = 64.0  # "stable": the last round ends at most this far above the earlier ones
+    rounds: int = 8  # the same load this many times (after /reset), RSS read after each
+    rss_slope_mb: float = 40.0  # "stable": RSS grows at most this much per round (least squares, round 2 on)
     timeout: float = 600.0
 
 
@@ -64,7 +67,8 @@ class Summary:
     rss_mb: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     burst: dict[str, int] = field(default_factory=dict)
-    memory_stable: bool | None = None  # None: RSS not measured (--url)
+    rss_slope_mb: float | None = None  # least-squares RSS growth per round, rounds 2 on
+    memory_stable: bool | None = None  # None: not judged (RSS not measured with --url, or too few rounds)
     ok: bool = False
 
 
@@ -72,6 +76,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def slope(values: list[float]) -> float:
+    """Least-squares slope of `values` against their index: the trend per step."""
+    n = len(values)
+    x_mean, y_mean = (n - 1) / 2, sum(values) / n
+    covariance = sum((x - x_mean) * (y - y_mean) for x, y in enumerate(values))
+    return covariance / sum((x - x_mean) ** 2 for x in range(n))
 
 
 def rss_mb(pid: int) -> float:
@@ -228,9 +240,10 @@ def run(cfg: Config) -> Summary:
                 app.terminate()
                 app.wait(30)
     clean = not summary.errors and not summary.leaks and summary.mismatches_alone == 0
-    if summary.rss_mb and cfg.rounds > 1:  # the same load again must not need more memory than before
-        rounds = [summary.rss_mb[f"after round {r}"] for r in range(1, cfg.rounds + 1)]
-        summary.memory_stable = rounds[-1] - max(rounds[:-1]) <= cfg.rss_growth_mb  # no new high
+    trend = [summary.rss_mb[f"after round {r}"] for r in range(2, cfg.rounds + 1)] if summary.rss_mb else []
+    if len(trend) >= MIN_TREND_ROUNDS:  # the same load again must not need more and more memory
+        summary.rss_slope_mb = round(slope(trend), 1)
+        summary.memory_stable = summary.rss_slope_mb <= cfg.rss_slope_mb
         clean = clean and summary.memory_stable
     summary.ok = clean and summary.burst.get("busy", 0) > 0 and summary.burst.get("other_errors", 1) == 0
     return summary

@@ -1,25 +1,31 @@
-"""Screenshot of the app after uploading an image and asking two questions, in headless Chromium.
+"""Screenshot of the app after uploading a photo and asking about it, in headless Chromium.
 
-    python scripts/screenshot.py --backend custom --out assets/screenshot.png
-    python scripts/screenshot.py --backend custom --heatmap --out assets/heatmap.png
+    python scripts/screenshot.py --out assets/screenshot.png           # the cat photo, two questions
+    python scripts/screenshot.py --heatmap --out assets/heatmap.png    # a drawn triangle, shape and colour
+    python scripts/screenshot.py --url http://127.0.0.1:7861/          # an app that is already running
 
-With --heatmap it then presses "Where the model looked" and saves the image, heatmap and chat only.
+With --heatmap it asks about the drawn triangle (the custom model's own domain), then presses "Where the
+model looked" and saves the image, heatmap and chat only.
 
-Starts the app in this process on a free loopback port, drives Debian's Chromium (`apt-get install
-chromium`) with Playwright, saves the picture and stops everything.
+Without --url it starts the app in this process on a free loopback port. It drives Debian's Chromium
+(`apt-get install chromium`) with Playwright, with a browser profile and temp folder in one temporary
+directory that is removed at the end, saves the picture and stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vqa_chat.chat import privacy  # noqa: E402
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs  # noqa: E402
 
 CHROMIUM_FLAGS = [
@@ -31,6 +37,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+PHOTO = ("assets/examples/cat.jpg", ["What is this?", "What colour is it?"])
+DRAWN = ("assets/examples/blue_triangle.png", ["What shape is in the image?", "What color is it?"])
 
 
 def free_port() -> int:
@@ -39,67 +47,102 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ask(page, question: str, turn: int, timeout_ms: int) -> None:
+USER_MESSAGES = "() => document.querySelectorAll('#chat [data-testid=\"user\"]').length"
+
+
+# how many pixels of the chat's messages are scrolled out of view
+CHAT_HIDDEN = """() => {
+    const boxes = [...document.querySelectorAll('#chat *')].filter((e) => e.scrollHeight > e.clientHeight + 1
+        && getComputedStyle(e).overflowY !== 'visible');
+    return Math.max(0, ...boxes.map((e) => e.scrollHeight - e.clientHeight));
+}"""
+
+
+def ask(page, question: str, timeout_ms: int) -> None:
+    before = page.evaluate(USER_MESSAGES)
     box = page.get_by_label("Question", exact=True)
     box.fill(question)
     box.press("Enter")
-    # wait until the answer is finished: the status line reads Done./Stopped. and the bot has `turn` answers
+    # wait until this answer is finished: the chat shows the new question and the status reads Done./Stopped.
     page.wait_for_function(
-        """(turn) => {
+        f"""(before) => {{
             const status = document.querySelector('#status')?.innerText || '';
-            const bots = document.querySelectorAll('#chat .message-row.bot-row, #chat [data-testid="bot"]');
-            return /Done|Stopped|⚠/.test(status) && bots.length >= turn;
-        }""",
-        arg=turn,
+            return ({USER_MESSAGES})() > before && /Done|Stopped|⚠/.test(status);
+        }}""",
+        arg=before,
         timeout=timeout_ms,
     )
 
 
+def converse(page, url: str, image: str, questions: list[str], timeout: float):
+    """Open the app in `page`, upload `image` and ask `questions` in turn; returns the page."""
+    page.goto(url)
+    page.locator("#image-input input[type=file]").set_input_files(image)
+    page.wait_for_selector("#image-input img", timeout=30_000)
+    for question in questions:
+        ask(page, question, int(timeout * 1000))
+    page.wait_for_timeout(500)
+    return page
+
+
+def shoot(url: str, args, browser_dir: str) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            browser_dir,
+            executable_path=args.chromium,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+            device_scale_factor=1,
+        )
+        # a first chat, not shot: the backend loads, and its one-time "loaded in N s" notice stays there
+        converse(browser.new_page(), url, args.image, args.questions[:1], args.timeout).close()
+        page = converse(browser.new_page(), url, args.image, args.questions, args.timeout)
+        if args.heatmap:
+            page.get_by_role("button", name="Where the model looked").click()
+            page.locator("#heatmap img").wait_for(timeout=int(args.timeout * 1000))
+            page.wait_for_timeout(500)
+            row = page.locator("#main-row").bounding_box()
+            text = page.locator("#heatmap-text").bounding_box()  # down to the heatmap's description
+            bottom = max(text["y"] + text["height"], page.locator("#question").bounding_box()["y"]) + 16
+            clip = {"x": row["x"], "y": row["y"], "width": row["width"], "height": bottom - row["y"]}
+            page.screenshot(path=args.out, clip=clip, full_page=True)
+        else:
+            page.screenshot(path=args.out, full_page=True)
+        hidden = page.evaluate(CHAT_HIDDEN)
+        if hidden > 0:
+            print(f"note: the chat scrolls, {hidden} px of it are not in the picture (ask fewer questions)")
+        browser.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="custom")
-    p.add_argument("--image", default="assets/examples/blue_triangle.png")
-    p.add_argument("--questions", nargs=2, default=["What shape is in the image?", "What color is it?"])
+    p.add_argument("--backend", default="custom", help="the backend selected (when the app starts here)")
+    p.add_argument("--url", help="drive the app running at this URL instead of starting one here")
+    p.add_argument("--image", help=f"default: {PHOTO[0]} ({DRAWN[0]} with --heatmap)")
+    p.add_argument("--questions", nargs="+", help="asked in turn (default: about the cat, or the triangle)")
     p.add_argument("--out", default="assets/screenshot.png")
     p.add_argument("--chromium", default="/usr/bin/chromium")
-    p.add_argument("--user-data-dir", default="/tmp/vqa-chat-chromium-profile")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for each answer")
     p.add_argument("--heatmap", action="store_true", help="show where the model looked; shoot that part")
     args = p.parse_args()
+    image, questions = DRAWN if args.heatmap else PHOTO
+    args.image, args.questions = args.image or image, args.questions or questions
 
-    demo = build_app(AppConfig(backend=args.backend))
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, **launch_kwargs())
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                args.user_data_dir,
-                executable_path=args.chromium,
-                args=CHROMIUM_FLAGS,
-                viewport={"width": 1280, "height": 900},
-                device_scale_factor=1,
+    with tempfile.TemporaryDirectory(prefix="vqa-chat-screenshot-") as tmp:
+        os.environ["TMPDIR"] = tmp  # Playwright's driver and Chromium write their temp files in here too
+        if args.url:
+            shoot(args.url, args, str(Path(tmp) / "profile"))
+        else:
+            privacy.keep_uploads_private()  # uploads in the app's own temp folder, removed at exit
+            demo = build_app(AppConfig(backend=args.backend))
+            demo.launch(
+                server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, **launch_kwargs()
             )
-            page = browser.new_page()
-            page.goto(demo.local_url)
-            page.locator("input[type=file]").first.set_input_files(args.image)
-            page.wait_for_selector("img[src*='gradio_api/file']", timeout=30_000)
-            for turn, question in enumerate(args.questions, start=1):
-                ask(page, question, turn, int(args.timeout * 1000))
-            page.wait_for_timeout(500)
-            if args.heatmap:
-                page.get_by_role("button", name="Where the model looked").click()
-                page.locator("#heatmap img").wait_for(timeout=int(args.timeout * 1000))
-                page.wait_for_timeout(500)
-                row = page.locator("#main-row").bounding_box()
-                text = page.locator("#heatmap-text").bounding_box()  # down to the heatmap's description
-                bottom = max(text["y"] + text["height"], page.locator("#question").bounding_box()["y"]) + 16
-                clip = {"x": row["x"], "y": row["y"], "width": row["width"], "height": bottom - row["y"]}
-                page.screenshot(path=args.out, clip=clip, full_page=True)
-            else:
-                page.screenshot(path=args.out, full_page=True)
-            browser.close()
-        print(f"saved {args.out}")
-    finally:
-        demo.close()
+            try:
+                shoot(demo.local_url, args, str(Path(tmp) / "profile"))
+            finally:
+                demo.close()
+    print(f"saved {args.out}")
 
 
 if __name__ == "__main__":

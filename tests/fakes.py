@@ -30,7 +30,7 @@ class FakeBackend(Backend):
     def count_tokens(self, text):
         return len(text.split())
 
-    def stream(self, image_embeds, prompt, settings, stop=None, state=None):
+    def stream(self, image_embeds, prompt, settings, stop=None, state=None, log=None):
         self.prompts.append(prompt)
         try:
             for i in range(settings.max_new_tokens):

@@ -22,11 +22,13 @@ def test_bench_quick_run_writes_the_table(tiny_vlm, tmp_path, capsys):
         torch.set_num_threads(threads)
     assert code == 0
     table = capsys.readouterr().out
-    for words in ("TTFT turn 3, pinned", "plain generate", "aggregate tokens/s, 2 sessions", "bound"):
+    expected = ("TTFT turn 3, pinned", "plain generate", "aggregate tokens/s, 2 sessions", "bound",
+                "2 sessions at once, through the app", "direct backend.stream")  # fmt: skip
+    for words in expected:
         assert words in table
     data = json.loads(out_json.read_text())
     sections = {row["section"] for row in data["rows"]}
-    assert sections == {"follow-ups", "streaming", "sessions", "int8"}
+    assert sections == {"follow-ups", "streaming", "sessions", "int8", "app"}  # app: app.py in a child
     assert all(row["value"] >= 0 for row in data["rows"])  # accuracy of a random model may be 0
     assert data["meta"]["machine"]["cores"] and "int8_same_answers" in data["meta"]
     assert out_md.read_text().startswith("Machine: ") and "| ours |" in out_md.read_text()

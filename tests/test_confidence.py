@@ -1,4 +1,5 @@
-"""Honest uncertainty: answer token log-probs, the calibrated threshold, and what the chat says."""
+"""Honest uncertainty: answer token log-probs (recorded by the engine while the answer is generated, equal to
+a teacher-forced pass), the calibrated threshold, and what the chat says."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
+from vqa_chat.backends import custom as custom_module
+from vqa_chat.backends.base import BackendOptions, GenerationSettings, TokenLog, teacher_forced_logprobs
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat import confidence
-from vqa_chat.chat.conversation import Turn
+from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.batching import Scheduler
 from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
 from vqa_chat.ui.page import chat_messages
@@ -49,6 +52,111 @@ def test_custom_token_logprobs_equal_generate_scores(tiny_vlm):
     assert backend.token_logprobs(patches, PROMPT, ids) == pytest.approx(reference, abs=1e-4)
     score = confidence.answer_confidence(backend, patches, PROMPT, "the car is blue")
     assert score is not None and score < 0
+
+
+RECORDED = {
+    "plain": GenerationSettings(8, plain=True),
+    "ours": GenerationSettings(8),  # repetition rules on the answer: the recorded log-probs are the raw ones
+    "beams": GenerationSettings(8, num_beams=2),  # (the batched engine hands beam search to `generate`)
+    "sampled": GenerationSettings(8, do_sample=True, temperature=0.7),  # before temperature and top-p
+}
+
+
+def load(kind, engine, tiny_blip2_dir, tiny_vlm, image_tokens="question"):
+    """(backend, image embeds) on a tiny random model."""
+    if kind == "blip2":
+        backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine=engine))
+    else:
+        backend = CustomBackend(tiny_vlm(), options=BackendOptions(engine=engine, image_tokens=image_tokens))
+    return backend, backend.encode_image(Image.new("RGB", (40, 40), "blue"))
+
+
+def streamed(backend, image_embeds, prompt, settings, state=None) -> tuple[str, TokenLog]:
+    log = TokenLog()
+    answer = "".join(backend.stream(image_embeds, prompt, settings, state=state, log=log))
+    assert log.tokens and len(log.logprobs) == len(log.tokens)
+    assert backend.tokenizer.decode(log.tokens, skip_special_tokens=True) == answer  # the answer's tokens
+    return answer, log
+
+
+@pytest.mark.parametrize("settings", RECORDED.values(), ids=RECORDED)
+@pytest.mark.parametrize("engine", ["batched", "generate"])
+@pytest.mark.parametrize("kind", ["blip2", "custom"])
+def test_recorded_logprobs_equal_teacher_forced(kind, engine, settings, tiny_blip2_dir, tiny_vlm):
+    """The log-probs the engine records while answering == the teacher-forced pass over the same tokens,
+    on a first question and a follow-up (which reuses the first turn's KV in the batched engine)."""
+    backend, image_embeds = load(kind, engine, tiny_blip2_dir, tiny_vlm)
+    state, turns = backend.new_state(), []
+    for question in ("what color is the car?", "and the sky?"):
+        prompt = format_prompt(turns, question)
+        answer, log = streamed(backend, image_embeds, prompt, settings, state)
+        reference = backend.token_logprobs(image_embeds, prompt, log.tokens)  # teacher-forced
+        assert log.logprobs == pytest.approx(reference, abs=1e-4)
+        assert all(lp < 0 for lp in log.logprobs)
+        turns.append(Turn(question, answer))
+
+
+def test_recorded_logprobs_in_a_batch_of_chats(tiny_blip2_dir):
+    """Several chats decoded together (left-padded KV, different lengths and settings): each row's log-probs
+    are its own answer's."""
+    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
+    scheduler = Scheduler(backend.model.language_model, backend.tokenizer, max_batch=8)
+    prompts = [PROMPT, "Question: hi Answer:", "Question: what is on the table near the window? Answer:"]
+    images = [backend.encode_image(Image.new("RGB", (40, 40), c)) for c in ("red", "green", "blue")]
+    logs, answers = [TokenLog() for _ in prompts], []
+    with torch.no_grad():
+        inputs = [backend._prompt_embeds(im, p) for im, p in zip(images, prompts)]
+    gens = [scheduler.submit(e, GenerationSettings(6 + 3 * i, plain=i == 1), prompt_ids=ids, log=log)
+            for i, ((e, ids), log) in enumerate(zip(inputs, logs))]  # fmt: skip
+    answers = ["".join(g) for g in gens]
+    assert scheduler.max_rows > 1  # decoded together
+    for image, prompt, answer, log in zip(images, prompts, answers, logs):
+        assert backend.tokenizer.decode(log.tokens, skip_special_tokens=True) == answer
+        assert log.logprobs == pytest.approx(backend.token_logprobs(image, prompt, log.tokens), abs=1e-4)
+
+
+def test_pinned_image_tokens_score_the_input_the_answer_came_from(tiny_vlm):
+    """image_tokens="first": a follow-up is generated after the first question's image tokens; its recorded
+    log-probs are those of that input (the old second pass scored it on the question's own image tokens)."""
+    backend, patches = load("custom", "batched", None, tiny_vlm, image_tokens="first")
+    state = backend.new_state()
+    question = "what color is the car?"
+    first, _ = streamed(backend, patches, format_prompt([], question), RECORDED["ours"], state)
+    prompt = format_prompt([Turn(question, first)], "what shape is it?")
+    _, log = streamed(backend, patches, prompt, RECORDED["ours"], state)
+    pinned, _, _ = backend.pinned_inputs(patches, prompt, state)  # [1, T, D]: the input actually used
+    reference = teacher_forced_logprobs(backend.model.lm, pinned, log.tokens)
+    assert log.logprobs == pytest.approx(reference, abs=1e-4)
+    own = backend.token_logprobs(patches, prompt, log.tokens)  # the question's own image tokens
+    assert max(abs(a - b) for a, b in zip(log.logprobs, own)) > 1e-3  # a different input
+
+
+@pytest.mark.parametrize("engine", ["batched", "generate"])
+def test_session_judges_the_recorded_logprobs_without_a_second_pass(engine, tiny_vlm, monkeypatch, tmp_path):
+    from vqa_chat import backends
+
+    backend = CustomBackend(tiny_vlm(), options=BackendOptions(engine=engine))
+    monkeypatch.setattr(backends, "_loaded", {"custom": backend})
+    monkeypatch.setenv(confidence.CONFIG_ENV, str(tmp_path / "c.json"))
+    path = tmp_path / "pic.png"
+    Image.new("RGB", (40, 40), "red").save(path)
+    passes = []
+
+    def second_pass(*args):
+        passes.append(args)
+        raise AssertionError("the answer was scored again")
+
+    monkeypatch.setattr(custom_module, "teacher_forced_logprobs", second_pass)
+    s = ChatSession()
+    list(s.ask(str(path), "what color?", "custom", GenerationSettings(max_new_tokens=4)))
+    turn = s.conversation.turns[-1]
+    assert passes == [] and turn.confidence is not None and turn.confidence < 0
+    monkeypatch.undo()
+    patches = s.embeds["custom"]
+    answer, log = streamed(backend, patches, turn.prompt, GenerationSettings(max_new_tokens=4))  # again
+    assert answer.strip() == turn.answer
+    scores = backend.token_logprobs(patches, turn.prompt, log.tokens)  # the second pass it used to run
+    assert turn.confidence == pytest.approx(sum(scores) / len(scores), abs=1e-4)
 
 
 def test_threshold_is_chosen_on_right_and_wrong_answers():

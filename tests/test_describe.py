@@ -29,7 +29,7 @@ class FakeBlip2(FakeBackend):
         super().__init__("blip2")
         self.answers = answers
 
-    def stream(self, image_embeds, prompt, settings, stop=None, state=None):
+    def stream(self, image_embeds, prompt, settings, stop=None, state=None, log=None):
         self.prompts.append(prompt)
         if prompt in self.answers:
             yield " " + self.answers[prompt]

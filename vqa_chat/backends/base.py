@@ -4,8 +4,9 @@ A backend turns an image into "image tokens" (embeddings in its language model's
 then answers any number of text prompts about that image by generating after
 `[image tokens][prompt tokens]`. BLIP-2 and our custom Q-Former model both have exactly this shape, so
 the app, the CLI and the evaluator talk to them the same way. Everything callers use is on `Backend`:
-streaming (with the session's reusable state), answer scoring for the confidence check, the attention map
-for the heatmap, and whether describe mode composes the description; what a backend can't do has a default.
+streaming (with the session's reusable state, and the answer's token log-probs for the confidence check),
+answer scoring, the attention map for the heatmap, and whether describe mode composes the description; what
+a backend can't do has a default.
 Also here: the options and settings every backend takes, device/dtype choice, and `BusyError`.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
@@ -45,6 +46,26 @@ class BackendOptions:
     attn_implementation: str | None = None  # "sdpa" (default), "eager", "flash_attention_2" (GPU)
     compile: bool = False  # GPU: static KV cache + torch.compile (implies engine="generate")
     image_tokens: str = "question"  # custom model: "question" (exact) or "first" (see backends/custom.py)
+
+
+@dataclass
+class TokenLog:
+    """An answer's tokens as the engine chooses them, each with its log-probability under the model: the
+    log-softmax of the LM's raw logits, before our repetition rules, EOS masking, temperature or top-k/p
+    (the same quantity a teacher-forced pass over the answer gives). The session hands one to `stream`
+    and the confidence check reads it (chat/confidence.py): no second pass. A retry starts it afresh."""
+
+    tokens: list[int] = field(default_factory=list)  # the answer's token ids, EOS not included
+    logprobs: list[float] = field(default_factory=list)  # one per token
+
+    def add(self, token: int, logits: torch.Tensor) -> None:
+        """Record `token`, chosen after the raw next-token `logits` [V]."""
+        logits = logits.float()
+        self.tokens.append(token)
+        self.logprobs.append(float(logits[token] - logits.logsumexp(-1)))
+
+    def clear(self) -> None:
+        self.tokens, self.logprobs = [], []
 
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -119,11 +140,14 @@ class Backend(ABC):
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state=None,
+        log: TokenLog | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set.
 
         `state` is the session's reusable conversation state from `new_state()` (kv.PrefixCache), read and
-        refreshed on every turn; None = nothing reused (backends without state ignore it).
+        refreshed on every turn; None = nothing reused (backends without state ignore it). `log`, when
+        given, holds the answer's token log-probs once the stream ends (backends that can't tell leave it
+        empty).
         """
 
     def new_state(self):
@@ -131,8 +155,9 @@ class Backend(ABC):
         return None
 
     def answer_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
-        """Log-probability of each token of `answer` (as it follows `prompt` about the image), for the
-        confidence check (chat/confidence.py); None when this backend cannot score answers."""
+        """Log-probability of each token of `answer` (as it follows `prompt` about the image), teacher-forced:
+        for answers the chat did not just generate (BLIP-2's composed descriptions, calibration); None when
+        this backend cannot score answers."""
         return None
 
     def in_domain(self, image_embeds, image: Image.Image, question: str | None) -> bool:
@@ -150,9 +175,15 @@ class Backend(ABC):
         Raises NotImplementedError (a user-readable message) when this backend cannot tell."""
         raise NotImplementedError(f"the {self.name or 'selected'} backend cannot show where it looked")
 
-    def generate(self, image_embeds: torch.Tensor, prompt: str, settings: GenerationSettings) -> str:
-        """The whole answer at once (same text as joining `stream`)."""
-        return "".join(self.stream(image_embeds, prompt, settings)).strip()
+    def generate(
+        self,
+        image_embeds: torch.Tensor,
+        prompt: str,
+        settings: GenerationSettings,
+        log: TokenLog | None = None,
+    ) -> str:
+        """The whole answer at once (same text as joining `stream`; `log` as there)."""
+        return "".join(self.stream(image_embeds, prompt, settings, log=log)).strip()
 
     def generate_batch(
         self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings

@@ -24,6 +24,7 @@ from vqa_chat.backends.base import (
     BackendOptions,
     GenerationSettings,
     ModelLoadError,
+    TokenLog,
     resolve_device,
     teacher_forced_logprobs,
 )
@@ -179,6 +180,7 @@ class Blip2Backend(Backend):
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state: PrefixCache | None = None,
+        log: TokenLog | None = None,
     ) -> Iterator[str]:
         with torch.no_grad():
             embeds, ids = self._prompt_embeds(image_embeds, prompt)  # [T, D]
@@ -186,7 +188,7 @@ class Blip2Backend(Backend):
         mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
         lm = self.model.language_model
         yield from generation.stream_answer(
-            self.scheduler, lm, self.tokenizer, embeds[None], mask, settings, stop, state, ids
+            self.scheduler, lm, self.tokenizer, embeds[None], mask, settings, stop, state, ids, log
         )
 
     def generate_batch(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,16 +37,40 @@ from vqa_chat.backends.base import (
     BackendOptions,
     GenerationSettings,
     ModelLoadError,
+    TokenLog,
     resolve_device,
     teacher_forced_logprobs,
 )
 from vqa_chat.engine import generation
 from vqa_chat.engine import options as engine_options
+from vqa_chat.engine.batching import Inputs
 from vqa_chat.engine.kv import PrefixCache
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
 MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
+
+
+class RecentImageTokens:
+    """Image tokens the engine's intake (`lm_rows`) just computed, per (patches, prompt): the answer's
+    `top_answers` reads them instead of running the Q-Former again. Keeps only weak references to the
+    patches, and the newest `size` entries."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self.items: OrderedDict[tuple[int, str], tuple[weakref.ref, torch.Tensor]] = OrderedDict()
+        self.lock = threading.Lock()  # written by the scheduler thread, read by the chats' threads
+
+    def put(self, patches: torch.Tensor, prompt: str, image: torch.Tensor) -> None:
+        with self.lock:
+            self.items[(id(patches), prompt)] = (weakref.ref(patches), image)  # image tokens [1, Q, D]
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def take(self, patches: torch.Tensor, prompt: str) -> torch.Tensor | None:
+        with self.lock:
+            ref, image = self.items.pop((id(patches), prompt), (None, None))
+        return image if ref is not None and ref() is patches else None
 
 
 class CustomBackend(Backend):
@@ -63,6 +89,7 @@ class CustomBackend(Backend):
         self.pin_image_tokens = options.image_tokens == "first"
         # the batched engine; None = one transformers `generate` per answer
         self.scheduler = engine_options.engine(model.lm, self.tokenizer, options)
+        self.recent = RecentImageTokens()
 
     def new_state(self) -> PrefixCache | None:
         return PrefixCache() if self.scheduler is not None else None
@@ -99,6 +126,17 @@ class CustomBackend(Backend):
         ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
         return embeds, mask, ids
 
+    def lm_rows(self, items: list[tuple[torch.Tensor, str]]) -> list[tuple[torch.Tensor, list[int]]]:
+        """The engine's batched intake (batching.Inputs): for (patches [1, N, C], prompt) pairs, each one's LM
+        input [T_i, D] without padding and its prompt ids, from one tokenizer and Q-Former call."""
+        patches = torch.cat([p.to(self.model.device) for p, _ in items])  # [B, N, C]
+        text, image, _ = self.model.read_prompts(patches, [prompt for _, prompt in items])
+        embeds, mask = self.model.lm_inputs(image, text.input_ids, text.attention_mask)  # [B, T, D], [B, T]
+        for (p, prompt), tokens in zip(items, image):
+            self.recent.put(p, prompt, tokens[None])  # for this answer's top_answers
+        ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
+        return [(e[m.bool()], i) for e, m, i in zip(embeds, mask, ids, strict=True)]
+
     def stream(
         self,
         image_embeds: torch.Tensor,
@@ -106,13 +144,19 @@ class CustomBackend(Backend):
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state: PrefixCache | None = None,
+        log: TokenLog | None = None,
     ) -> Iterator[str]:
+        if self.scheduler is not None and settings.num_beams == 1 and not self.pin_image_tokens:
+            # the engine builds the LM input, in one batch with the other questions that arrive with it
+            job = Inputs(self.lm_rows, (image_embeds, prompt))
+            yield from self.scheduler.submit(job, settings, stop, state, log=log)
+            return
         if self.pin_image_tokens:
             embeds, mask, ids = self.pinned_inputs(image_embeds, prompt, state)
         else:
             embeds, mask, ids = self.inputs(image_embeds, [prompt])
         yield from generation.stream_answer(
-            self.scheduler, self.model.lm, self.tokenizer, embeds, mask, settings, stop, state, ids[0]
+            self.scheduler, self.model.lm, self.tokenizer, embeds, mask, settings, stop, state, ids[0], log
         )
 
     @torch.no_grad()
@@ -139,7 +183,9 @@ class CustomBackend(Backend):
     def top_answers(self, image_embeds: torch.Tensor, prompt: str, k: int = 5) -> list[tuple[str, float]]:
         if self.model.answer_head is None:
             return []
-        _, image, _ = self.model.read_prompts(image_embeds.to(self.model.device), [prompt])
+        image = self.recent.take(image_embeds, prompt)  # the engine computed them for the answer
+        if image is None:
+            _, image, _ = self.model.read_prompts(image_embeds.to(self.model.device), [prompt])
         return self.model.answer_head.top_k(image, k)
 
     def generate_batch(

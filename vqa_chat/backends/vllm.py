@@ -137,9 +137,11 @@ class VLLMBackend(Backend):
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state=None,
+        log=None,
     ) -> Iterator[str]:
         """Yield the answer's text as the server streams it; closing the connection stops the server.
-        No `state` here: the server reuses the shared prefix itself (--enable-prefix-caching)."""
+        No `state` here: the server reuses the shared prefix itself (--enable-prefix-caching). `log` stays
+        empty (no token log-probs asked of the server: no confidence check)."""
         body = self.request_body(image_embeds, prompt, settings)
         with self._open("POST", self.base_url + "/chat/completions", body) as r:
             for raw in r:

@@ -11,6 +11,9 @@
    gives).
 4. int8: decode tokens/s (batch 1) of the int8 LM vs fp32, and both vs the memory-bandwidth bound
    (measured read bandwidth / weight bytes read per token).
+5. app: through the real app (app.py in a child process, gradio_client; bench/through_app.py), the
+   default short answers: N sessions asking at once vs one session, and one answer's time vs the same
+   follow-up asked directly with backend.stream (--skip-app leaves this out).
 GPU flags (--device cuda --dtype bfloat16 --attn-implementation sdpa --compile) switch the same code paths.
 """
 
@@ -27,6 +30,7 @@ import torch
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.bench import measure as M
+from vqa_chat.bench import through_app as A
 from vqa_chat.bench.report import Row, machine, text_table, write
 from vqa_chat.chat.conversation import format_prompt
 from vqa_chat.engine.quantize import weight_bytes_per_token
@@ -50,6 +54,7 @@ class BenchConfig:
     json: str | None = None
     markdown: str | None = None
     quick: bool = False  # a seconds-long smoke run (tests): tiny counts everywhere
+    skip_app: bool = False  # leave out section 5 (it starts app.py in a child process)
 
 
 def parse_args(argv=None) -> BenchConfig:
@@ -218,12 +223,26 @@ def int8(cfg: BenchConfig, s: Setup) -> tuple[list[Row], dict]:
     return rows, meta
 
 
+def app(cfg: BenchConfig, s: Setup) -> list[Row]:
+    """5. through the app: short answers of N sessions at once vs one session; app vs direct."""
+    convs = easy_vqa_conversations(cfg.sessions, cfg.turns, skip=len(s.convs))  # one image per session
+    runs = A.through_app(cfg.model, convs, cfg.sessions, cfg.repeats + 2)
+    alone = M.median(A.direct(s.exact, convs[0], runs["session0"]))
+    n, one, many = cfg.sessions, M.median(runs["one"]), M.median(runs["many"])
+    return [
+        Row("app", f"short answers/s, {n} sessions at once, through the app", n / many, "ans/s", 1 / one,
+            "1 session", ">= 3x", n / many >= 3 / one),
+        Row("app", "short answer, through the app", 1000 * one, "ms", 1000 * alone, "direct backend.stream",
+            "<= +100 ms", one - alone <= 0.1),
+    ]  # fmt: skip
+
+
 def run(cfg: BenchConfig) -> tuple[list[Row], dict]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(0)
     s = setup(cfg)
-    rows, extra = [], {}
+    rows, extra = [], {"load_average_start": A.load_average()}
     for name, section in (("follow-up turns", followups), ("streaming", streaming), ("sessions", sessions)):
         print(f"{name} ...", file=sys.stderr, flush=True)
         rows += section(cfg, s)
@@ -234,6 +253,10 @@ def run(cfg: BenchConfig) -> tuple[list[Row], dict]:
     if cfg.accuracy:
         print("accuracy of follow-ups ...", file=sys.stderr, flush=True)
         rows += accuracy(cfg, s)
+    if not cfg.skip_app:
+        print("through the app ...", file=sys.stderr, flush=True)
+        rows += app(cfg, s)
+    extra["load_average_end"] = A.load_average()  # (1, 5, 15 minutes): other work on the machine
     meta = {
         "machine": machine(), "model": s.exact.model_id, "device": cfg.device,
         "dtype": str(next(s.exact.model.lm.parameters()).dtype).replace("torch.", ""),

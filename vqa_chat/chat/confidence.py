@@ -1,10 +1,13 @@
 """Honest uncertainty: how sure the model was of its answer, and what the chat says when it was not.
 
-After an answer is generated we score it once with the language model (one forward pass over
-`[image tokens][prompt][answer]`, teacher-forced): the log-probability of every answer token. The answer's
-confidence is a statistic of those (the mean log-prob by default: the log of the geometric-mean token
-probability; or the lowest one). Below a threshold the chat says in plain words that it is unsure, instead
-of stating a guess as fact. (Advice to retake the photo comes only from its measured light and sharpness.)
+While an answer is generated the engine records the log-probability of every answer token under the model
+(the log-softmax of the raw logits it chose the token from: backends/base.py `TokenLog`), so judging it
+costs no second pass. An answer the chat did not generate token by token (BLIP-2's composed description,
+judged by its caption) is scored with one teacher-forced forward pass over `[image tokens][prompt][answer]`
+instead (`answer_logprobs`): the same quantity. The answer's confidence is a statistic of those (the mean
+log-prob by default: the log of the geometric-mean token probability; or the lowest one). Below a
+threshold the chat says in plain words that it is unsure, instead of stating a guess as fact. (Advice to
+retake the photo comes only from its measured light and sharpness.)
 
 The threshold is calibrated on held-out data with `python -m vqa_chat.eval.calibrate` and kept
 in configs/confidence.json, one entry per backend:
@@ -75,7 +78,8 @@ def save_calibration(backend_name: str, entry: dict, path: str | Path | None = N
 
 
 def answer_logprobs(backend, image_embeds, prompt: str, answer: str) -> list[float] | None:
-    """Token log-probs of the answer text as it follows `Answer:` (None when it can't be scored)."""
+    """Token log-probs of the answer text as it follows `Answer:`, teacher-forced (None when it can't be
+    scored)."""
     answer = answer.strip()
     return backend.answer_logprobs(image_embeds, prompt, answer) if answer else None
 
@@ -96,8 +100,15 @@ def is_unsure(backend_name: str, confidence: float | None) -> bool:
     return confidence is not None and confidence < calibration(backend_name).threshold
 
 
-def check(turn: Turn, backend, image_embeds, prompt: str, answer: str) -> None:
-    """Score the finished `answer` to `prompt` and mark `turn` unsure when below the backend's threshold."""
+def check(turn: Turn, backend_name: str, logprobs: list[float]) -> None:
+    """Judge `turn`'s answer by its recorded token log-probs (TokenLog.logprobs; empty: not scored) and mark
+    it unsure when below the backend's threshold."""
+    turn.confidence = statistic(logprobs, calibration(backend_name).statistic) if logprobs else None
+    turn.unsure = is_unsure(backend_name, turn.confidence)
+
+
+def check_given(turn: Turn, backend, image_embeds, prompt: str, answer: str) -> None:
+    """Like `check`, for an `answer` to `prompt` that was not generated token by token: scored here."""
     try:
         turn.confidence = answer_confidence(backend, image_embeds, prompt, answer)
     except Exception:  # scoring is a bonus: never lose the answer over it

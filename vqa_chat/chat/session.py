@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from vqa_chat.backends import get_backend
-from vqa_chat.backends.base import Backend, GenerationSettings
+from vqa_chat.backends.base import Backend, GenerationSettings, TokenLog
 from vqa_chat.chat import confidence, describe, heatmap, privacy
 from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
 from vqa_chat.chat.images import ImageError, load_image
@@ -258,6 +258,7 @@ class ChatSession:
         if backend_name not in self.kv:  # this image's reusable LM state (kv.PrefixCache), if supported
             self.kv[backend_name] = backend.new_state()
         state = self.kv[backend_name]
+        scores = TokenLog()  # the answer's token log-probs, recorded as it streams (the confidence check)
         description = None  # describe mode on BLIP-2: composed from several short answers (describe.py)
         if mode == "describe" and backend.composes_descriptions:
             description = describe.blip2_description(backend, embeds, settings, stop)
@@ -278,7 +279,7 @@ class ChatSession:
                 pieces = iter(said.split(" "))  # word by word, like a model's answer
                 pieces = (word if i == 0 else " " + word for i, word in enumerate(pieces))
             else:
-                pieces = description or backend.stream(embeds, prompt, settings, stop, state=state)
+                pieces = description or backend.stream(embeds, prompt, settings, stop, state, log=scores)
             for piece in pieces:
                 turn.answer += piece
                 if time.monotonic() - last >= UPDATE_INTERVAL:
@@ -303,17 +304,21 @@ class ChatSession:
             if self.stop_event is stop:
                 self.pending, self.stop_event = None, None
         if turn.source == "model" and not turn.stopped:
-            yield from self._check(turn, backend, embeds, prompt, description)
+            yield from self._check(turn, backend, embeds, prompt, description, scores)
         self.log_turn(turn)
         yield "Stopped." if turn.stopped else "Done."
 
-    def _check(self, turn: Turn, backend: Backend, embeds, prompt: str, description) -> Iterator[str]:
-        """After a model's answer: how sure it was, its other likely answers, and from the photo's facts
-        the text a description missed and retake advice (only when light or sharpness call for it)."""
-        scored = (prompt, turn.answer)  # a composed description is judged by its caption, its main sentence
-        if description is not None:
-            scored = (describe.blip2_templates()["caption"], description.caption)
-        confidence.check(turn, backend, embeds, *scored)
+    def _check(
+        self, turn: Turn, backend: Backend, embeds, prompt: str, description, scores: TokenLog
+    ) -> Iterator[str]:
+        """After a model's answer: how sure it was (from `scores`, recorded while it streamed), its other
+        likely answers, and from the photo's facts the text a description missed and retake advice (only
+        when light or sharpness call for it)."""
+        if description is None:
+            confidence.check(turn, backend.name, scores.logprobs)
+        else:  # a composed description is judged by its caption, its main sentence, scored afterwards
+            caption = describe.blip2_templates()["caption"]
+            confidence.check_given(turn, backend, embeds, caption, description.caption)
         if turn.mode == "ask":
             top = backend.top_answers(embeds, prompt)
             turn.alternatives = [(a, p) for a, p in top if a != turn.answer.lower()][:4]

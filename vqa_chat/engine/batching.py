@@ -3,8 +3,11 @@
 Each chat submits its whole LM input (image tokens + prompt, as embeddings [T, D]) and reads its answer's
 text back, piece by piece, from its own queue. The scheduler thread loops:
 
-    admit waiting chats (up to max_batch):  prefill each one (only the positions its PrefixCache lacks),
-                                            choose its first token, add its KV row to the batch
+    admit waiting chats (up to max_batch):  build the LM inputs of those that sent `Inputs` (one batched
+                                            call: the custom model's Q-Former for all new questions), prefill
+                                            them all in one forward (each only the positions its PrefixCache
+                                            lacks, padded, with its own mask and positions), choose their
+                                            first tokens, add their KV rows to the batch
     one decode step for the whole batch:    inputs_embeds [B, 1, D], left-padded KV [B, H, L, d],
                                             attention mask [B, L + 1], per-row positions [B, 1]
     per row: next token (its own settings), text to its queue; finished rows leave the batch and their KV
@@ -23,16 +26,17 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from vqa_chat.backends.base import BusyError, GenerationSettings
+from vqa_chat.backends.base import BusyError, GenerationSettings, TokenLog
 from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
-from vqa_chat.engine.decoding import Sampler, TextStream, eos_ids
-from vqa_chat.engine.generation import retry_min_new_tokens
+from vqa_chat.engine.decoding import Sampler, TextStream
+from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
+from vqa_chat.engine.prefill import prefill
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -46,14 +50,26 @@ def _close_all() -> None:
         scheduler.close()
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """An LM input the engine builds itself, in one call with those of the other requests that arrived at the
+    same time: `build([item, ...])` -> [(embeds [T, D], prompt ids), ...] (e.g. the custom model's tokenizer
+    and Q-Former over all the new questions at once)."""
+
+    build: Callable[[list], list[tuple[torch.Tensor, list[int]]]]
+    item: object  # this request's part of the call, e.g. (image patches, prompt)
+
+
 @dataclass(eq=False)
 class Request:
-    embeds: torch.Tensor  # [T, D] the whole LM input of this turn
+    embeds: torch.Tensor | None  # [T, D] the whole LM input of this turn (None until `inputs` builds it)
     settings: GenerationSettings
     prompt_ids: list[int] | None = None  # for the no-echo rule
     stop: threading.Event | None = None  # the chat's Stop button
     state: kvlib.PrefixCache | None = None  # reused and refreshed; None = no reuse
+    log: TokenLog | None = None  # filled with the answer's token log-probs as they are chosen
     retry_min_new_tokens: int = 0  # > 0 only on the empty-answer retry: EOS is forbidden this long
+    inputs: Inputs | None = None  # how to build `embeds` and `prompt_ids` when they are None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)  # the reader went away
     # running state (init=False: a fresh one for a retry made with dataclasses.replace)
@@ -104,6 +120,7 @@ class Scheduler:
         self.thread: threading.Thread | None = None
         self.in_flight = 0  # submitted and not yet finished (waiting, prefilling or decoding)
         self.max_rows = 0  # largest batch seen
+        self.max_intake = 0  # most new answers prefilled in one forward
         self.closed = False
         _schedulers.add(self)
 
@@ -119,14 +136,19 @@ class Scheduler:
 
     def submit(
         self,
-        embeds: torch.Tensor,
+        embeds: torch.Tensor | Inputs,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state: kvlib.PrefixCache | None = None,
         prompt_ids: list[int] | None = None,
+        log: TokenLog | None = None,
     ) -> Generation:
-        """Queue one answer for LM input `embeds` [T, D] (or [1, T, D]). Raises BusyError when full."""
-        request = Request(embeds.reshape(-1, embeds.shape[-1]), settings, prompt_ids, stop, state)
+        """Queue one answer for LM input `embeds` [T, D] (or [1, T, D]); `log` gets its token log-probs.
+        Raises BusyError when full."""
+        if isinstance(embeds, Inputs):  # built on the scheduler thread, batched with others (`_build`)
+            request = Request(None, settings, None, stop, state, log, inputs=embeds)
+        else:
+            request = Request(embeds.reshape(-1, embeds.shape[-1]), settings, prompt_ids, stop, state, log)
         with self.cv:
             if self.closed:
                 raise RuntimeError("the model is shutting down")
@@ -166,8 +188,7 @@ class Scheduler:
                     new.append(self.waiting.popleft())
             try:
                 with torch.inference_mode():
-                    for request in new:
-                        self._start(request)
+                    self._start(self._build(new))
                     if self.active:
                         self._step()
             except BaseException as e:  # never let the thread die: fail the rows, keep serving
@@ -176,41 +197,68 @@ class Scheduler:
                     self._fail(request, e)  # (a no-op for requests that already finished)
                 self.active, self.cache = [], None
 
-    def _start(self, r: Request) -> None:
-        """Prefill one new request (reusing its prefix cache), choose its first token, join the batch."""
-        try:
-            T = r.embeds.shape[0]
-            reused, n = r.state.reuse(r.embeds) if r.state is not None else (None, 0)
-            cache = kvlib.to_cache(reused)
-            x = r.embeds[n:][None]  # [1, T - n, D]: only what the cache lacks
-            positions = torch.arange(n, T, device=x.device)[None]  # [1, T - n]
-            mask = torch.ones(1, T, dtype=torch.long, device=x.device)  # [1, T]
-            out = self.lm(
-                inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                logits_to_keep=1,
-            )  # fmt: skip
-            row = kvlib.from_cache(out.cache)  # [1, H, T, d] per layer
-            r.n_real = T
-            r.sampler = Sampler(
-                r.settings, self.tokenizer, self.eos, r.prompt_ids,
-                r.retry_min_new_tokens or r.settings.min_new_tokens, self.top_k,
-            )  # fmt: skip
-            r.text = TextStream(self.tokenizer)
-        except Exception as e:
-            self._fail(r, e)
-            return
-        if self._advance(r, out.logits[0, -1]):
-            self._finish(r, row)
-        else:
-            self._join(r, row)
+    def _build(self, new: list[Request]) -> list[Request]:
+        """Build the LM inputs of the new requests that sent `Inputs`, one batched call per builder; returns
+        the requests ready to prefill (a failed build fails its requests)."""
+        groups: dict[Callable, list[Request]] = {}
+        for r in new:
+            if r.embeds is None:
+                groups.setdefault(r.inputs.build, []).append(r)
+        for build, rows in groups.items():
+            try:
+                built = build([r.inputs.item for r in rows])
+                for r, (embeds, ids) in zip(rows, built, strict=True):
+                    r.embeds, r.prompt_ids = embeds, ids
+            except Exception as e:
+                for r in rows:
+                    self._fail(r, e)
+        return [r for r in new if r.embeds is not None and not r.done]
 
-    def _join(self, r: Request, row: kvlib.KV) -> None:
-        if self.cache is None or not self.active:
-            self.cache, self.active = kvlib.to_cache(row), [r]
-        else:
+    def _start(self, new: list[Request]) -> None:
+        """Prefill new requests together, choose their first tokens, add the unfinished ones to the batch."""
+        if not new:
+            return
+        try:
+            reused = [r.state.reuse(r.embeds) if r.state is not None else (None, 0) for r in new]
+            rows, logits = prefill(self.lm, [r.embeds for r in new], reused)
+            self.max_intake = max(self.max_intake, len(new))
+        except Exception as e:
+            if len(new) > 1:  # find the one that fails: the others still get their answers
+                for r in new:
+                    self._start([r])
+            else:
+                self._fail(new[0], e)
+            return
+        joining = []
+        for r, row, last in zip(new, rows, logits, strict=True):
+            try:
+                r.n_real = r.embeds.shape[0]
+                r.sampler = Sampler(
+                    r.settings, self.tokenizer, self.eos, r.prompt_ids,
+                    r.retry_min_new_tokens or r.settings.min_new_tokens, self.top_k,
+                )  # fmt: skip
+                r.text = TextStream(self.tokenizer)
+            except Exception as e:
+                self._fail(r, e)
+                continue
+            if self._advance(r, last):
+                self._finish(r, row)
+            else:
+                joining.append((r, row))
+        self._join(joining)
+
+    def _join(self, joining: list[tuple[Request, kvlib.KV]]) -> None:
+        """Add prefilled rows (request, its KV [1, H, n_real, d]) to the batch, left-padding the shorter."""
+        if not joining:
+            return
+        parts, lengths = [row for _, row in joining], [r.n_real for r, _ in joining]
+        if self.cache is not None and self.active:
             batch = kvlib.from_cache(self.cache)
-            both = kvlib.stack([batch, row], [kvlib.length(batch), r.n_real])  # left-pad the shorter
-            self.cache, self.active = kvlib.to_cache(both), [*self.active, r]
+            parts, lengths = [batch, *parts], [kvlib.length(batch), *lengths]
+        else:
+            self.active = []
+        self.cache = kvlib.to_cache(parts[0] if len(parts) == 1 else kvlib.stack(parts, lengths))
+        self.active = [*self.active, *(r for r, _ in joining)]
         self.max_rows = max(self.max_rows, len(self.active))
 
     def _step(self) -> None:
@@ -255,6 +303,8 @@ class Scheduler:
         if token in self.eos:
             return True
         r.generated.append(token)
+        if r.log is not None:
+            r.log.add(token, logits)
         piece = r.text.push(token)
         if piece:
             r.out.put(piece)
@@ -270,6 +320,8 @@ class Scheduler:
             r.state.store(torch.cat(fed), row)  # [n_real, D] and its KV
         retry = 0 if r.retry_min_new_tokens else retry_min_new_tokens(r.text.text, r.settings, r.stopped)
         if retry:  # the same reader (queue, cancel event) gets the retry's text
+            if r.log is not None:
+                r.log.clear()  # the retry's tokens are the answer's
             with self.cv:
                 self.waiting.appendleft(replace(r, retry_min_new_tokens=retry))
             return

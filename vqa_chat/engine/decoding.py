@@ -18,16 +18,6 @@ from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.engine import generation
 
 
-def eos_ids(lm) -> set[int]:
-    """The token ids that end an answer, as `generate` reads them from the model's generation config."""
-    eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
-    if eos is None:
-        eos = getattr(lm.config, "eos_token_id", None)
-    if eos is None:
-        return set()
-    return {int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])}
-
-
 class Sampler:
     """Next-token choice for one sequence: processors, then argmax (greedy) or a sample."""
 
@@ -56,8 +46,9 @@ class Sampler:
         self.min_new_tokens = min_new_tokens  # the empty-answer retry forbids EOS this long
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> int:
-        """generated: this sequence's new tokens so far; logits: [V] for the next one."""
-        scores = logits[None].float()  # [1, V]
+        """generated: this sequence's new tokens so far; logits: [V] for the next one (left unchanged: the
+        answer's TokenLog reads the raw logits)."""
+        scores = logits.to(torch.float32, copy=True)[None]  # [1, V]
         if len(generated) < self.min_new_tokens and len(self.eos):
             scores[:, self.eos] = -math.inf
         if self.processors:

@@ -27,10 +27,20 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from vqa_chat.backends.base import GenerationSettings
+from vqa_chat.backends.base import GenerationSettings, TokenLog
 
 ECHO_NGRAM = 4  # the answer may not repeat this many consecutive prompt tokens
 RETRY_MIN_NEW_TOKENS = 3  # the retry after an empty answer forbids EOS for this many tokens
+
+
+def eos_ids(lm) -> set[int]:
+    """The token ids that end an answer, as `generate` reads them from the model's generation config."""
+    eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = getattr(lm.config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])}
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -74,6 +84,7 @@ class NoEcho(LogitsProcessor):
             return scores
         rows_per_source = input_ids.shape[0] // len(self.tables)  # beams
         prefixes = input_ids[:, -(self.ngram - 1) :].tolist()  # [rows, n-1]
+        scores = scores.clone()  # not in place: `generate` keeps the raw logits for the TokenLog
         for row, prefix in enumerate(prefixes):
             banned = self.tables[row // rows_per_source].get(tuple(prefix))
             if banned:
@@ -121,13 +132,30 @@ def retry_min_new_tokens(answer: str, settings: GenerationSettings, stopped: boo
     return max(settings.min_new_tokens, min(RETRY_MIN_NEW_TOKENS, settings.max_new_tokens))
 
 
-def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop) -> Iterator[str]:
-    """One `generate` call in a worker thread, yielding text pieces as tokens arrive."""
+def record(log: TokenLog, out, eos: set[int], beam_search: bool = False) -> None:
+    """Fill `log` from the output of a one-answer `generate` call made with `output_logits=True`: each token
+    with the raw logits [V] it was chosen from (beam search: its beam's row, from `out.beam_indices`)."""
+    rows = out.beam_indices[0].tolist() if beam_search else [0] * len(out.logits)  # per step
+    log.clear()
+    for t, token in enumerate(out.sequences[0, -len(out.logits) :].tolist()):
+        if token in eos:
+            return
+        log.add(token, out.logits[t][rows[t]])
+
+
+def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop, log=None) -> Iterator[str]:
+    """One `generate` call in a worker thread, yielding text pieces as tokens arrive; fills `log`
+    (a TokenLog) when the call is done."""
     closed = threading.Event()  # set when the consumer stops iterating: generation halts too
     inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
     inputs["stopping_criteria"] = [EventStop(stop, closed)]
+    if log is not None:  # the raw logits of every step, kept by `generate` for the TokenLog
+        inputs.update(output_logits=True, return_dict_in_generate=True)
     if kwargs.get("num_beams", 1) > 1:  # transformers cannot stream beams: yield the best one at the end
         out = model.generate(**inputs, **kwargs)  # [1, new]
+        if log is not None:
+            record(log, out, eos_ids(model), beam_search=True)
+            out = out.sequences
         yield tokenizer.decode(out[0], skip_special_tokens=True)
         return
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -135,7 +163,9 @@ def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop) 
 
     def work():
         try:
-            model.generate(**inputs, **kwargs, streamer=streamer)
+            out = model.generate(**inputs, **kwargs, streamer=streamer)
+            if log is not None:
+                record(log, out, eos_ids(model))
         except BaseException as e:  # re-raised in the consumer below
             errors.append(e)
             streamer.text_queue.put(streamer.stop_signal)  # ends the consumer's loop
@@ -162,22 +192,24 @@ def stream_generate(
     settings: GenerationSettings,
     stop: threading.Event | None = None,
     prompt_ids: list[int] | None = None,
+    log: TokenLog | None = None,
 ) -> Iterator[str]:
     """Yield the answer's text pieces as `model` generates after `inputs_embeds` [1, T, D].
 
     `attention_mask` [1, T]; `stop` halts generation (the text so far is kept); `prompt_ids` are the prompt's
-    token ids, used (unless `settings.plain`) to keep the answer from echoing the prompt. Exceptions raised
-    by `generate` are re-raised here. Join the pieces and strip them for the final answer.
+    token ids, used (unless `settings.plain`) to keep the answer from echoing the prompt; `log` holds the
+    answer's token log-probs when the pieces end. Exceptions raised by `generate` are re-raised here. Join
+    the pieces and strip them for the final answer.
     """
     kwargs = generate_kwargs(settings, tokenizer, None if prompt_ids is None else [prompt_ids])
     text = ""
-    for piece in _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop):
+    for piece in _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop, log):
         text += piece
         yield piece
     retry = retry_min_new_tokens(text, settings, stop is not None and stop.is_set())
-    if retry:
+    if retry:  # (the retry's tokens replace the first attempt's in `log`)
         kwargs["min_new_tokens"] = retry
-        yield from _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop)
+        yield from _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop, log)
 
 
 def stream_answer(
@@ -190,13 +222,14 @@ def stream_answer(
     stop: threading.Event | None = None,
     state=None,
     prompt_ids: list[int] | None = None,
+    log: TokenLog | None = None,
 ) -> Iterator[str]:
     """One answer's text pieces: from the batched engine (`scheduler`, batching.Scheduler) when there is one
     and no beam search is asked, else from `stream_generate`. `state`: the chat's PrefixCache (the engine's
     prefix reuse); the rest as for `stream_generate`. Raises BusyError when the engine is full."""
     if scheduler is not None and settings.num_beams == 1:
-        return iter(scheduler.submit(inputs_embeds, settings, stop, state, prompt_ids=prompt_ids))
-    return stream_generate(model, tokenizer, inputs_embeds, attention_mask, settings, stop, prompt_ids)
+        return iter(scheduler.submit(inputs_embeds, settings, stop, state, prompt_ids=prompt_ids, log=log))
+    return stream_generate(model, tokenizer, inputs_embeds, attention_mask, settings, stop, prompt_ids, log)
 
 
 def left_pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,6 +60,13 @@ def take(kv: KV, row: int, last: int) -> KV:
     return [(k[row : row + 1, :, T - last :].clone(), v[row : row + 1, :, T - last :].clone()) for k, v in kv]
 
 
+def spans(kv: KV, row: int, parts: list[tuple[int, int]]) -> KV:
+    """Row `row`'s columns [a, b) of each part, joined in order: [1, H, total, d] per layer (a copy).
+    (A row of a batched prefill: its cached prefix and its new positions, without the padding around them.)"""
+    return [(torch.cat([k[row : row + 1, :, a:b] for a, b in parts], dim=2),
+             torch.cat([v[row : row + 1, :, a:b] for a, b in parts], dim=2)) for k, v in kv]  # fmt: skip
+
+
 def head(kv: KV, n: int) -> KV:
     """The first `n` positions of every row (cutting a cache back to a common prefix)."""
     return [(k[:, :, :n], v[:, :, :n]) for k, v in kv]
@@ -72,17 +79,22 @@ def select(kv: KV, rows: list[int], drop_front: int = 0) -> KV:
             for k, v in kv]  # fmt: skip
 
 
-def stack(parts: list[KV], lengths: list[int]) -> KV:
+def stack(parts: list[KV | None], lengths: list[int]) -> KV:
     """Left-pad caches of single rows (or batches) to the longest and stack them on the batch axis.
 
-    `parts[i]` has `lengths[i]` columns; the result has max(lengths) columns, zeros in front of shorter ones.
+    `parts[i]` has `lengths[i]` columns (None: one row with none); the result has max(lengths) columns, zeros
+    in front of shorter ones. At least one part must be a cache.
     """
     total = max(lengths)
+    like = next(part for part in parts if part)
     out = []
-    for layer in range(len(parts[0])):
+    for layer in range(len(like)):
         keys, values = [], []
         for part, n in zip(parts, lengths):
-            k, v = part[layer]  # [b, H, n, d]
+            if part:
+                k, v = part[layer]  # [b, H, n, d]
+            else:  # a row with no columns yet
+                k = v = like[layer][0].new_zeros(1, like[layer][0].shape[1], 0, like[layer][0].shape[3])
             pad = total - n
             if pad:
                 k = torch.cat([k.new_zeros(*k.shape[:2], pad, k.shape[3]), k], dim=2)

@@ -2,15 +2,15 @@
 
     python -m vqa_chat.eval.calibrate --backend custom --dataset easy-vqa --split test --limit 1000
 
-Answers each question as the chat does (our generation defaults, greedy), scores each answer's token
-log-probs (confidence.py), marks it right or wrong with the official VQA accuracy (>= 0.5 counts as right),
-and picks the statistic ("mean" or "min" log-prob, or the one given with --statistic) and the threshold that
-best separate right from wrong answers: the highest balanced accuracy, i.e. the mean of "wrong answers
-flagged" and "right answers not flagged". The threshold and its numbers go into configs/confidence.json
-under the backend's name (or --out), which the app reads at start-up. Use a split the model was not
-trained on. For easy-VQA the describe request counts too (describe mode is what many people use): one per
-image whose questions reveal its colour and shape, right when it gives "A <colour> <shape> on a light
-background." (`--no-describe` leaves them out).
+Answers each question as the chat does (our generation defaults, greedy), keeps each answer's token log-probs
+as the engine records them (as the chat's confidence check does, confidence.py), marks it right or wrong with
+the official VQA accuracy (>= 0.5 counts as right), and picks the statistic ("mean" or "min" log-prob, or the
+one given with --statistic) and the threshold that best separate right from wrong answers: the highest
+balanced accuracy, i.e. the mean of "wrong answers flagged" and "right answers not flagged". The threshold and
+its numbers go into configs/confidence.json under the backend's name (or --out), which the app reads at
+start-up. Use a split the model was not trained on. For easy-VQA the describe request counts too (describe
+mode is what many people use): one per image whose questions reveal its colour and shape, right when it gives
+"A <colour> <shape> on a light background." (`--no-describe` leaves them out).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vqa_chat.backends import BackendOptions, GenerationSettings, configure, get_backend
+from vqa_chat.backends.base import TokenLog
 from vqa_chat.chat import confidence
 from vqa_chat.chat.images import load_image
 from vqa_chat.data.datasets import VQA_DATASETS, load
@@ -77,8 +78,9 @@ def calibrate(backend, records, statistic: str = "auto", max_new_tokens: int = 2
             encoded = {r["image"]: backend.encode_image(load_image(r["image"]))}  # one image at a time
         embeds = encoded[r["image"]]
         prompt = template.format(question=r["question"])
-        answer = backend.generate(embeds, prompt, settings)
-        logprobs = confidence.answer_logprobs(backend, embeds, prompt, answer) or [float("-inf")]
+        log = TokenLog()  # filled while the answer is generated, as in the chat
+        answer = backend.generate(embeds, prompt, settings, log=log)
+        logprobs = log.logprobs or [float("-inf")]
         rows.append({
             "question_id": r["question_id"], "answer": answer,
             "right": question_accuracy(r["answers"], answer) >= RIGHT,

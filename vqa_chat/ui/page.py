@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [  # (file in assets/examples, question)
-    ("red_circle.png", "What color is the circle?"),
-    ("blue_triangle.png", "What shape is in the image?"),
-    ("green_square.png", "Is there a square in the picture?"),
+    ("cat.jpg", "What is this?"),  # real photos: scikit-image's sample photos, CC0 (see README)
+    ("coffee.jpg", "Describe the picture"),
+    ("red_circle.png", "What shape is in the image?"),  # drawn: easy-VQA's kind of picture and question
+    ("blue_triangle.png", "What color is the shape?"),
+    ("green_square.png", "Is there a green shape in the picture?"),
     ("shapes.png", "How many shapes are there?"),
 ]
 CSS = """
@@ -90,11 +92,13 @@ def chat_messages(session: ChatSession) -> list[dict]:
                 answer = f"{answer} _(stopped)_".strip()
             elif item is not session.pending:  # hedged when unsure, retake advice when measured
                 answer = item.said() or answer
-                if item.alternatives:
-                    others = ", ".join(f"{a} ({p:.0%})" for a, p in item.alternatives)
+                likely = [(a, p) for a, p in item.alternatives if p >= 0.01]  # not the "(0%)" ones
+                if likely:
+                    others = ", ".join(f"{a} ({p:.0%})" for a, p in likely)
                     answer += f"\n\n_Other possible answers: {others}_"
                 if item.source != "model":
-                    answer += f"\n\n_(from {item.source}: out of the model's domain)_"
+                    model = label(item.backend)
+                    answer += f"\n\n_From {item.source} (the {model} model wasn't trained on this)._"
             out.append({"role": "assistant", "content": answer})
         elif item.image:
             out.append({"role": item.role, "content": {"path": item.image, "alt_text": item.text}})
@@ -241,7 +245,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
         demo.load(None, None, [contrast], js=a11y.LOAD_CONTRAST_JS)
         heat_btn.click(
             handlers.on_heatmap, [session, backend], [heat_image, heat_text, announce],
-            concurrency_id="generate", api_visibility="private",
+            concurrency_id="generate", concurrency_limit=config.concurrency, api_visibility="private",
         )  # fmt: skip
         delete.click(
             handlers.on_delete, [session],
@@ -321,23 +325,13 @@ def add_api(session: gr.State, config: AppConfig) -> None:
         """Stop the answer being generated in this session; it keeps the text generated so far."""
         return "Stopping." if s.stop() else "Nothing to stop."
 
-    trigger.click(
-        ask,
-        [session, image, question, backend, max_new_tokens],
-        answer,
-        api_name="ask",
-        concurrency_id="generate",
-        concurrency_limit=config.concurrency,
-    )
-    trigger.click(
-        describe,
-        [session, image, backend],
-        answer,
-        api_name="describe",
-        concurrency_id="generate",
-        concurrency_limit=config.concurrency,
-    )
-    trigger.click(facts, [session, image], history, api_name="facts", concurrency_id="generate")
+    # every event of the "generate" group must name the limit: Gradio lowers a group's limit to the smallest
+    # of its events', and an event without one counts as the queue's default (4), capping all answers at 4
+    generate = dict(concurrency_id="generate", concurrency_limit=config.concurrency)
+    asked = [session, image, question, backend, max_new_tokens]
+    trigger.click(ask, asked, answer, api_name="ask", **generate)
+    trigger.click(describe, [session, image, backend], answer, api_name="describe", **generate)
+    trigger.click(facts, [session, image], history, api_name="facts", **generate)
     trigger.click(get_history, session, history, api_name="history", concurrency_limit=None)
     trigger.click(get_chat, session, history, api_name="chat", concurrency_limit=None)
     trigger.click(reset, session, answer, api_name="reset", concurrency_limit=None)
