@@ -278,8 +278,10 @@ class ChatSession:
             elif turn.source == "photo facts":
                 pieces = iter(said.split(" "))  # word by word, like a model's answer
                 pieces = (word if i == 0 else " " + word for i, word in enumerate(pieces))
+            elif description is not None:
+                pieces = description
             else:
-                pieces = description or backend.stream(embeds, prompt, settings, stop, state, log=scores)
+                pieces = backend.stream(embeds, prompt, settings, stop, state=state, log=scores)
             for piece in pieces:
                 turn.answer += piece
                 if time.monotonic() - last >= UPDATE_INTERVAL:
