@@ -30,7 +30,8 @@ from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, cl
 from vqa_chat.chat.images import ImageError, load_image
 from vqa_chat.chat.notes import BACKEND_LABELS, ChatError, Note, failure_message, label, short, transcript
 from vqa_chat.photo import answers
-from vqa_chat.photo.facts import PhotoFacts, photo_facts
+from vqa_chat.photo import facts as photo
+from vqa_chat.photo.facts import PhotoFacts
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +277,7 @@ class ChatSession:
             if stop.is_set():  # stopped before the answer began (while loading or reading the image)
                 pieces = iter(())
             elif turn.source == "photo facts":
-                pieces = iter(said.split(" "))  # word by word, like a model's answer
-                pieces = (word if i == 0 else " " + word for i, word in enumerate(pieces))
+                pieces = iter([said])  # composed at once: nothing to stream
             elif description is not None:
                 pieces = description
             else:
@@ -337,17 +337,18 @@ class ChatSession:
         if self.facts is None:
             yield "Looking at the photo…"
             try:
-                self.facts = photo_facts(self.image)
+                self.photo_facts()
             except Exception:
                 log.exception("photo facts failed")
         return self.facts
 
     def photo_facts(self) -> PhotoFacts:
-        """What the offline parts measured in the current image (the /facts API). Raises ChatError."""
+        """What the offline parts measured in the current image, computed once per image (also the /facts
+        API). Raises ChatError without an image."""
         if self.image is None:
             raise ChatError("There is no image yet: add one first.")
         if self.facts is None:
-            self.facts = photo_facts(self.image)
+            self.facts = photo.photo_facts(self.image)
         return self.facts
 
     def log_turn(self, turn: Turn) -> None:
