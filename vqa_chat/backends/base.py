@@ -121,6 +121,7 @@ class Backend(ABC):
     model_id: str = ""  # the hub id or folder the model was loaded from
     context_length: int = 2048  # tokens the language model accepts, image tokens included
     num_image_tokens: int = 0  # LM positions the image takes in every prompt (every backend sets it)
+    knows_its_domain: bool = False  # True: `in_domain` really tells (a model trained on one kind of picture)
     composes_descriptions: bool = False  # True: describe mode composes short answers (chat/describe.py)
 
     @abstractmethod

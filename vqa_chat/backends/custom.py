@@ -171,6 +171,10 @@ class CustomBackend(Backend):
         embeds, mask = self.model.lm_inputs(extra["image"], ids, torch.ones_like(ids))  # [1, Q + P, D]
         return embeds, mask, [ids[0].tolist()]
 
+    @property
+    def knows_its_domain(self) -> bool:
+        return self.model.domain is not None
+
     def in_domain(self, image_embeds: torch.Tensor, image: Image.Image, question: str | None) -> bool:
         domain = self.model.domain
         if domain is None:  # a model without a fitted domain is trusted everywhere

@@ -264,6 +264,8 @@ class ChatSession:
         if mode == "describe" and backend.composes_descriptions:
             description = describe.blip2_description(backend, embeds, settings, stop)
         known_image = backend.in_domain(embeds, self.image, None)
+        # a picture of the kind the model was trained on (easy-VQA's drawings) is no photo to retake
+        advise = not (backend.knows_its_domain and known_image)
         if not known_image or (mode == "ask" and not backend.in_domain(embeds, self.image, question)):
             turn.source = "photo facts"  # not what the model knows: answered from measured facts instead
             facts = yield from self._facts()
@@ -271,8 +273,8 @@ class ChatSession:
                 said = "I can't look at this photo offline right now; the BLIP-2 backend can."
             elif mode == "describe":
                 said = answers.describe(facts)
-            else:  # a picture like the training ones (a drawing) gets no advice to retake a photo
-                said = answers.answer(question, facts, advise=not known_image)
+            else:
+                said = answers.answer(question, facts, advise=advise)
         try:
             if stop.is_set():  # stopped before the answer began (while loading or reading the image)
                 pieces = iter(())
@@ -306,12 +308,12 @@ class ChatSession:
             if self.stop_event is stop:
                 self.pending, self.stop_event = None, None
         if turn.source == "model" and not turn.stopped:
-            yield from self._check(turn, backend, embeds, prompt, description, scores)
+            yield from self._check(turn, backend, embeds, prompt, description, scores, advise)
         self.log_turn(turn)
         yield "Stopped." if turn.stopped else "Done."
 
     def _check(
-        self, turn: Turn, backend: Backend, embeds, prompt: str, description, scores: TokenLog
+        self, turn: Turn, backend: Backend, embeds, prompt: str, description, scores: TokenLog, advise: bool
     ) -> Iterator[str]:
         """After a model's answer: how sure it was (from `scores`, recorded while it streamed), its other
         likely answers, and from the photo's facts the text a description missed and retake advice (only
@@ -324,10 +326,10 @@ class ChatSession:
         if turn.mode == "ask":
             top = backend.top_answers(embeds, prompt)
             turn.alternatives = [(a, p) for a, p in top if a != turn.answer.lower()][:4]
-        if turn.mode == "describe" or turn.unsure:
+        if turn.mode == "describe" or (turn.unsure and advise):
             facts = yield from self._facts()
             if facts is not None and turn.mode == "describe":
-                turn.facts_note = answers.describe_extras(facts)
+                turn.facts_note = answers.describe_extras(facts, advise)
             elif facts is not None:
                 turn.facts_note = answers.retake_advice(facts) or ""
 

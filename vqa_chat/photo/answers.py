@@ -313,12 +313,12 @@ def describe(facts: PhotoFacts) -> str:
     return " ".join(sentences[:2] + [advice] if advice else sentences[:3])
 
 
-def describe_extras(facts: PhotoFacts) -> str:
+def describe_extras(facts: PhotoFacts, advise: bool = True) -> str:
     """What a model's own description lacks (BLIP-2 reads text poorly): the text read, and retake advice when
     the light, sharpness or cut-off text call for it. "" when there is nothing to add."""
     lines = _clear_lines(facts)
     said = [f"The text reads {_quoted(lines)}."] if lines else []
-    advice = retake_advice(facts)
+    advice = retake_advice(facts) if advise else None
     return " ".join(said + [advice] if advice else said)
 
 
