@@ -43,3 +43,38 @@ def test_percentile_and_bandwidth():
     assert measure.percentile([1, 2, 3, 4, 5], 50) == 3
     assert measure.percentile([0, 10], 95) == 9.5
     assert measure.read_bandwidth(megabytes=8, repeats=2) > 1e8  # > 0.1 GB/s on anything
+
+
+def test_blip2_cpu_bench_builds_the_published_architecture():
+    """The BLIP-2 CPU bench's configuration is blip2-opt-2.7b's (built here without weights: 15.5 GB)."""
+    from transformers import Blip2Config
+
+    from vqa_chat.bench.blip2_cpu import CONFIG
+
+    fields = {k: v for k, v in json.loads(CONFIG.read_text()).items() if not k.startswith("_")}
+    c = Blip2Config(**fields)
+    v, q, t = c.vision_config, c.qformer_config, c.text_config
+    assert (v.num_hidden_layers, v.hidden_size, v.intermediate_size, v.patch_size, v.image_size) == (
+        39, 1408, 6144, 14, 224)  # fmt: skip
+    assert (q.num_hidden_layers, q.hidden_size, q.cross_attention_frequency, c.num_query_tokens) == (
+        12, 768, 2, 32)  # fmt: skip
+    assert (t.num_hidden_layers, t.hidden_size, t.ffn_dim, t.vocab_size, t.model_type) == (
+        32, 2560, 10240, 50304, "opt")  # fmt: skip
+
+
+def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
+    """Its measuring part, on the tiny BLIP-2: every row, TTFTs and a decode rate below the bound."""
+    from PIL import Image
+
+    from vqa_chat.backends.base import BackendOptions
+    from vqa_chat.backends.blip2 import Blip2Backend
+    from vqa_chat.bench.blip2_cpu import measure as measure_blip2
+
+    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    image = Image.new("RGB", (40, 40), "olive")
+    rows = measure_blip2(backend, "fp32", image, tokens=4, repeats=1, bandwidth=1e10)
+    assert [r.metric for r in rows] == [
+        "image encoding (vision + Q-Former)", "TTFT first question, image encoded",
+        "TTFT follow-up (prefix reused)", "decode tokens/s (batch 1)",
+    ]  # fmt: skip
+    assert all(r.value > 0 for r in rows) and rows[-1].baseline > 0

@@ -10,7 +10,7 @@
    tokens; also N sessions each running their own `generate` in a thread (what serving without batching
    gives).
 4. int8: decode tokens/s (batch 1) of the int8 LM vs fp32, and both vs the memory-bandwidth bound
-   (measured read bandwidth / weight bytes read per token).
+   (measured read bandwidth / weight bytes read per token); fp32 on the compiled decode kernels vs F.linear.
 5. app: through the real app (app.py in a child process, gradio_client; bench/through_app.py), the
    default short answers: N sessions asking at once vs one session, and one answer's time vs the same
    follow-up asked directly with backend.stream (--skip-app leaves this out).
@@ -33,6 +33,7 @@ from vqa_chat.bench import measure as M
 from vqa_chat.bench import through_app as A
 from vqa_chat.bench.report import Row, machine, text_table, write
 from vqa_chat.chat.conversation import format_prompt
+from vqa_chat.engine import decode_kernels
 from vqa_chat.engine.quantize import weight_bytes_per_token
 
 
@@ -206,6 +207,11 @@ def int8(cfg: BenchConfig, s: Setup) -> tuple[list[Row], dict]:
     int8_bytes = weight_bytes_per_token(q.scheduler.decode_lm)
     fp32_rate = M.decode_rate(s.exact, s.patches[0], s.prompts[0], cfg.tokens, cfg.repeats)
     int8_rate = M.decode_rate(q, s.patches[0], s.prompts[0], cfg.tokens, cfg.repeats)
+    kernels = decode_kernels.compiled_linears(s.exact.model.lm)
+    if kernels:  # the same decode steps on F.linear (MKL), for comparison
+        decode_kernels.plain_linears(s.exact.model.lm)
+        plain_rate = M.decode_rate(s.exact, s.patches[0], s.prompts[0], cfg.tokens, cfg.repeats)
+        decode_kernels.compile_decode_linears(s.exact.model.lm)
     settings = GenerationSettings()
     same = sum(s.exact.generate(p, prompt, settings) == q.generate(p, prompt, settings)
                for p, prompt in zip(s.patches, s.prompts))  # fmt: skip
@@ -214,10 +220,13 @@ def int8(cfg: BenchConfig, s: Setup) -> tuple[list[Row], dict]:
         Row(sec, "memory read bandwidth", bandwidth / 1e9, "GB/s"),
         Row(sec, f"{rate}, int8", int8_rate, "tok/s", fp32_rate, "fp32"),
         Row(sec, f"{rate}, fp32", fp32_rate, "tok/s", bandwidth / fp32_bytes,
-            f"bound, {fp32_bytes / 1e6:.0f} MB/tok"),
+            f"bound, {fp32_bytes / 1e6:.0f} MB/tok", ">= 0.5x", fp32_rate >= 0.5 * bandwidth / fp32_bytes),
         Row(sec, f"{rate}, int8", int8_rate, "tok/s", bandwidth / int8_bytes,
-            f"bound, {int8_bytes / 1e6:.0f} MB/tok"),
+            f"bound, {int8_bytes / 1e6:.0f} MB/tok", ">= 0.5x", int8_rate >= 0.5 * bandwidth / int8_bytes),
     ]  # fmt: skip
+    if kernels:
+        rows.insert(3, Row(sec, f"{rate}, fp32, compiled kernels", fp32_rate, "tok/s", plain_rate,
+                           "F.linear (MKL)"))  # fmt: skip
     meta = {"int8_same_answers": f"{same}/{len(s.prompts)}", "fp32_bytes_per_token": fp32_bytes,
             "int8_bytes_per_token": int8_bytes, "bandwidth_bytes_per_s": bandwidth}  # fmt: skip
     return rows, meta

@@ -34,6 +34,7 @@ import torch
 from vqa_chat.backends.base import BusyError, GenerationSettings, TokenLog
 from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
+from vqa_chat.engine.decode_kernels import threads
 from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
 from vqa_chat.engine.prefill import prefill
@@ -107,8 +108,11 @@ class Generation:
 class Scheduler:
     """Batches the decoding of all chats on one causal LM (one instance per loaded backend)."""
 
-    def __init__(self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None):
+    def __init__(
+        self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None, decode_threads=0
+    ):
         self.lm, self.tokenizer = lm, tokenizer
+        self.decode_threads = decode_threads  # CPU threads of a decode step (0 = torch's setting; kernels.py)
         self.decode_lm = decode_lm or lm  # decode steps (an int8 copy with --quantize int8); prefill: lm
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.eos = eos_ids(lm)
@@ -272,8 +276,10 @@ class Scheduler:
         for i, r in enumerate(rows):
             mask[i, L - r.n_real :] = 1  # its own positions and the new one; zeros on its padding
         positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
-        out = self.decode_lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
-                             use_cache=True)  # fmt: skip
+        with threads(self.decode_threads):
+            out = self.decode_lm(
+                inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True
+            )
         logits = out.logits[:, -1]  # [B, V]
         keep = []
         for i, r in enumerate(rows):

@@ -4,6 +4,9 @@ CPU (what this repository's numbers are measured on):
 - `engine="batched"` (default): our scheduler (batching.py) decodes all sessions' answers together and
   reuses each session's conversation prefix KV cache (kv.py). `engine="generate"`: one transformers
   `generate` call per answer, no reuse (the baseline the benchmark compares against).
+- `decode_kernels=True` (default): the fp32 LM's large Linear layers run decode steps of up to 4 rows on
+  compiled matrix-vector kernels (decode_kernels.py: ~2x MKL's speed for these memory-bound products),
+  compiled at load; prefill, training and larger batches use F.linear as before.
 - `quantize="int8"`: the batched engine decodes with an int8 copy of the LM (dynamic int8 Linear layers,
   quantize.py); prompts are still prefilled in fp32.
 
@@ -56,7 +59,13 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
         from vqa_chat.engine.quantize import int8_decoder
 
         decode_lm = int8_decoder(lm)
-    return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm=decode_lm)
+    if options.decode_kernels:
+        from vqa_chat.engine import decode_kernels
+
+        if decode_kernels.compile_decode_linears(lm):
+            log.info("compiling the CPU decode kernels ...")
+            decode_kernels.warm_up(lm)
+    return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm, options.decode_threads)
 
 
 def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:

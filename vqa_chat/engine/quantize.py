@@ -42,11 +42,25 @@ def quantize_int8(lm: nn.Module) -> nn.Module:
 
 
 def int8_decoder(lm: nn.Module) -> nn.Module:
-    """An int8 copy of `lm` for decode steps; its input embedding table is `lm`'s own, not a copy."""
+    """An int8 copy of `lm` for decode steps; its input embedding table is `lm`'s own, not a copy.
+
+    Each Linear is quantized straight from `lm`'s (deepcopy finds the int8 layer in its memo instead of
+    copying the fp32 one), so no fp32 copy of the LM is ever made: for BLIP-2's OPT-2.7B that is 10.6 GB."""
     import copy
 
-    shared = {id(p): p for p in lm.get_input_embeddings().parameters()}  # deepcopy reuses these as they are
-    return quantize_int8(copy.deepcopy(lm, memo=shared))
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    memo = {id(p): p for p in lm.get_input_embeddings().parameters()}  # deepcopy reuses these as they are
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per.*")
+        for m in lm.modules():
+            if type(m) is nn.Linear:
+                m.qconfig = per_channel_dynamic_qconfig  # what from_float reads
+                memo[id(m)] = QLinear.from_float(m)
+                del m.qconfig
+    return copy.deepcopy(lm, memo=memo)
 
 
 def is_int8(lm: nn.Module) -> bool:
