@@ -44,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-waiting", type=int, default=opts.max_waiting, help="answers waiting, then 'busy'")
     p.add_argument("--attn-implementation", default=None, choices=["sdpa", "eager", "flash_attention_2"])
     p.add_argument("--compile", action="store_true", help="GPU: static KV cache + torch.compile")
+    p.add_argument("--no-decode-kernels", action="store_true",
+                   help="CPU: decode with F.linear instead of the compiled matrix-vector kernels")
+    p.add_argument("--engine-threads", type=int, default=opts.engine_threads,
+                   help="CPU threads of the engine's prefill and decode (default 0: half the cores)")
     p.add_argument("--log-dir", default=None,
                    help="log questions, answers and metadata-free images here (JSONL); default: none")
     return p.parse_args(argv)
@@ -55,6 +59,7 @@ def main(argv=None) -> None:
     common = dict(
         device=args.device, dtype=args.dtype, engine=args.engine, max_batch=args.max_batch,
         max_waiting=args.max_waiting, attn_implementation=args.attn_implementation, compile=args.compile,
+        decode_kernels=not args.no_decode_kernels, engine_threads=args.engine_threads,
     )  # fmt: skip
     configure("blip2", BackendOptions(model=args.blip2_model, quantize=args.blip2_quantize, **common))
     custom = dict(quantize=args.custom_quantize, image_tokens=args.custom_image_tokens)

@@ -74,7 +74,8 @@ def test_greedy_answers_equal_with_and_without_the_kernels(tiny_blip2_dir, every
     """Alone and three sessions at once (rows 1-3 on the kernel), the same answers as F.linear."""
     plain = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), decode_kernels=False))
     fast = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
-    assert K.compiled_linears(fast.model.language_model) and not K.compiled_linears(plain.model.language_model)
+    assert K.compiled_linears(fast.model.language_model)
+    assert not K.compiled_linears(plain.model.language_model)
     settings = GenerationSettings(max_new_tokens=12, plain=True)
     images = [Image.new("RGB", (40, 40), c) for c in ("red", "navy", "white")]
     prompts = ["Question: what is this? Answer:", "Question: what colour? Answer:", "Question: why? Answer:"]

@@ -45,7 +45,7 @@ class BackendOptions:
     max_waiting: int = 64  # answers allowed to wait for a batch slot; more get a "busy" message
     attn_implementation: str | None = None  # "sdpa" (default), "eager", "flash_attention_2" (GPU)
     compile: bool = False  # GPU: static KV cache + torch.compile (implies engine="generate")
-    decode_threads: int = 1  # CPU threads of a decode step (0 = torch's setting); see decode_kernels.py
+    engine_threads: int = 0  # CPU threads of the engine's prefill and decode (0: half the cores; options.py)
     decode_kernels: bool = True  # CPU: compiled matrix-vector kernels in decode steps (decode_kernels.py)
     image_tokens: str = "question"  # custom model: "question" (exact) or "first" (see backends/custom.py)
 

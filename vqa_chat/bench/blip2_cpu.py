@@ -58,9 +58,12 @@ def processor() -> Blip2Processor:
 def random_blip2(image_token_id: int) -> Blip2ForConditionalGeneration:
     """blip2-opt-2.7b's architecture, random weights (transformers' own initialisation), fp32, eval mode."""
     fields = {k: v for k, v in json.loads(CONFIG.read_text()).items() if not k.startswith("_")}
+    # the text config's torch_dtype (fp16) is how the hub stores the weights; the backend loads them in fp32
+    fields["text_config"] = {k: v for k, v in fields["text_config"].items() if k != "torch_dtype"}
     config = Blip2Config(**{**fields, "image_token_index": image_token_id})
     torch.manual_seed(0)
-    return Blip2ForConditionalGeneration(config).eval().requires_grad_(False)
+    model = Blip2ForConditionalGeneration(config).eval().requires_grad_(False)
+    return model.float()  # (a no-op when every part was built in fp32)
 
 
 def measure(backend: Blip2Backend, label: str, image, tokens: int, repeats: int, bandwidth: float):

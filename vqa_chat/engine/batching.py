@@ -109,10 +109,10 @@ class Scheduler:
     """Batches the decoding of all chats on one causal LM (one instance per loaded backend)."""
 
     def __init__(
-        self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None, decode_threads=0
+        self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None, threads: int = 0
     ):
         self.lm, self.tokenizer = lm, tokenizer
-        self.decode_threads = decode_threads  # CPU threads of a decode step (0 = torch's setting; kernels.py)
+        self.threads = threads  # CPU threads of this engine's work (0 = torch's setting), see options.py
         self.decode_lm = decode_lm or lm  # decode steps (an int8 copy with --quantize int8); prefill: lm
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.eos = eos_ids(lm)
@@ -191,7 +191,7 @@ class Scheduler:
                 while self.waiting and len(self.active) + len(new) < self.max_batch:
                     new.append(self.waiting.popleft())
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), threads(self.threads):
                     self._start(self._build(new))
                     if self.active:
                         self._step()
@@ -276,10 +276,8 @@ class Scheduler:
         for i, r in enumerate(rows):
             mask[i, L - r.n_real :] = 1  # its own positions and the new one; zeros on its padding
         positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
-        with threads(self.decode_threads):
-            out = self.decode_lm(
-                inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True
-            )
+        out = self.decode_lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
+                             use_cache=True)  # fmt: skip
         logits = out.logits[:, -1]  # [B, V]
         keep = []
         for i, r in enumerate(rows):

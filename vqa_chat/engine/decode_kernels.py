@@ -107,8 +107,9 @@ def plain_linears(lm: nn.Module) -> None:
 
 @contextmanager
 def threads(n: int):
-    """Run the block with `n` CPU threads in this thread (0: as it is). torch.set_num_threads sets OpenMP's
-    and MKL's per-thread counts, so other threads keep theirs."""
+    """Run the block with `n` CPU threads in this thread (0: as it is). torch.set_num_threads sets this
+    thread's OpenMP and MKL counts; the process-wide figure torch.get_num_threads reports (which other
+    threads' parallel loops also read) is `n` for the block's duration, then restored."""
     before = torch.get_num_threads()
     if n and n != before:
         torch.set_num_threads(n)

@@ -4,6 +4,7 @@ CPU (what this repository's numbers are measured on):
 - `engine="batched"` (default): our scheduler (batching.py) decodes all sessions' answers together and
   reuses each session's conversation prefix KV cache (kv.py). `engine="generate"`: one transformers
   `generate` call per answer, no reuse (the baseline the benchmark compares against).
+- `engine_threads` (default: half the cores): CPU threads of the engine thread's prefill and decode steps.
 - `decode_kernels=True` (default): the fp32 LM's large Linear layers run decode steps of up to 4 rows on
   compiled matrix-vector kernels (decode_kernels.py: ~2x MKL's speed for these memory-bound products),
   compiled at load; prefill, training and larger batches use F.linear as before.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 
 import torch
 
@@ -65,7 +67,17 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
         if decode_kernels.compile_decode_linears(lm):
             log.info("compiling the CPU decode kernels ...")
             decode_kernels.warm_up(lm)
-    return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm, options.decode_threads)
+    threads = engine_threads(options)
+    return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm, threads)
+
+
+def engine_threads(options: BackendOptions) -> int:
+    """CPU threads of the engine thread: `options.engine_threads`, or half the cores (0), so that the rest
+    serve the web app, image encoding and photo facts beside it. Measured on this 2-core machine (one engine
+    thread): a short answer through the app 280-290 ms instead of 305-390 ms with two, and no slower when
+    asked directly; two OpenMP threads inside a worker thread also made each decode step slower (16-18
+    tok/s at batch 1 against 19-23 with one). On a GPU the threads only launch kernels."""
+    return options.engine_threads or max(1, (os.cpu_count() or 2) // 2)
 
 
 def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
