@@ -1,10 +1,11 @@
 """A bounded load test of the app on loopback, driven by gradio_client (each Client is its own session).
 
-    python scripts/load_test.py --tiny                   # a tiny random BLIP-2 (seconds; what the tests run)
+    python scripts/load_test.py --tiny                   # a tiny random BLIP-2 (what the tests run)
     python scripts/load_test.py --backend custom         # the bundled custom model on the CPU
 
 It starts `app.py` on 127.0.0.1 (or uses --url), then:
-1. warm-up: every session uploads its own image and asks one question; the app's RSS is read;
+1. warm-up: every session uploads its own image (easy-VQA test pictures: the bundled model's domain, so
+   the model answers, not the photo facts) and asks one question; the app's RSS is read;
 2. load: the sessions ask their remaining turns concurrently (16 sessions x 5 turns by default), each
    question tagged with its session; then every session's /history must hold exactly its own questions and
    the answers /ask returned (no leaks), and a few sessions are replayed alone: greedy answers under load
@@ -35,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gradio_client import Client, handle_file
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_TREND_ROUNDS = 5  # rounds the RSS slope is fitted on (after the first): fewer say nothing about a trend
@@ -122,17 +122,22 @@ def start_app(cfg: Config, workdir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app did not start within 120 s")
 
 
-def make_images(n: int, folder: Path) -> list[str]:
-    paths = []
-    for i in range(n):
-        path = folder / f"session{i:02d}.png"
-        Image.new("RGB", (64, 64), ((37 * i) % 256, (91 * i + 60) % 256, (53 * i + 120) % 256)).save(path)
-        paths.append(str(path))
-    return paths
+def make_images(n: int) -> list[str]:
+    """n different easy-VQA test pictures: what the bundled model knows, so the model answers (a picture or
+    question outside its domain is answered from photo facts, and the engine would not be tested)."""
+    sys.path.insert(0, str(ROOT))
+    from vqa_chat.data.datasets import load_easy_vqa
+
+    return list(dict.fromkeys(r["image"] for r in load_easy_vqa("test")))[:n]
+
+
+PHRASINGS = ["what shape is in the image?", "what color is the shape?", "is there a blue shape in the image?",
+             "does the image contain a circle?", "what is the color of the shape?"]  # fmt: skip
 
 
 def question(session: int, turn: int) -> str:
-    return f"[s{session:02d}] what is in the picture, part {turn}?"
+    """An in-domain question tagged with its session and turn (digits are not words to the domain check)."""
+    return f"[{session:02d}] {PHRASINGS[turn % len(PHRASINGS)]} ({turn})"
 
 
 class Session:
@@ -187,7 +192,7 @@ def burst(cfg: Config, url: str, image: str, backend: str, summary: Summary) -> 
         go.wait()
         key, error = "answered", None
         try:
-            client.predict(handle_file(image), "tell me all", backend, cfg.burst_tokens, api_name="/ask")
+            client.predict(handle_file(image), question(0, 0), backend, cfg.burst_tokens, api_name="/ask")
         except Exception as e:
             key, error = ("busy", None) if "busy" in str(e).lower() else ("other_errors", e)
         with lock:
@@ -207,7 +212,7 @@ def run(cfg: Config) -> Summary:
         app, url = (None, cfg.url) if cfg.url else start_app(cfg, workdir)
         backend = "blip2" if cfg.tiny else cfg.backend
         try:
-            images = make_images(cfg.sessions, workdir)
+            images = make_images(cfg.sessions)
             sessions = [Session(cfg, url, i, images[i], backend) for i in range(cfg.sessions)]
             t0 = time.perf_counter()
             run_turns(sessions, range(1), summary)  # warm-up: one turn each, the model loads

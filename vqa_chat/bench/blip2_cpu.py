@@ -35,6 +35,7 @@ from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.bench import measure as M
 from vqa_chat.bench.report import Row, machine, text_table, write
+from vqa_chat.engine.options import engine_threads
 from vqa_chat.engine.quantize import weight_bytes_per_token
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "blip2-opt-2.7b.json"
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=16, help="answer length for the decode rate")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--skip-int8", action="store_true")
+    p.add_argument("--engine-threads", type=int, default=0, help="as app.py's (0: half the cores)")
     p.add_argument("--json")
     p.add_argument("--markdown")
     args = p.parse_args(argv)
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
     print(f"built {params / 1e9:.2f} B parameters in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     image = Image.new("RGB", (640, 480), "olive")
     bandwidth = M.read_bandwidth(512)
-    options = BackendOptions(device="cpu")
+    options = BackendOptions(device="cpu", engine_threads=args.engine_threads)
     model_id = "blip2-opt-2.7b architecture, random weights"
     rows = [Row("blip2-opt-2.7b", "memory read bandwidth", bandwidth / 1e9, "GB/s")]
     print("fp32 ...", file=sys.stderr, flush=True)
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
         rows += measure(int8, "int8", image, args.tokens, args.repeats, bandwidth)
     meta = {
         "machine": machine(), "model": model_id, "device": "cpu", "dtype": "float32 (int8: decode steps)",
+        "engine_threads": engine_threads(options),
         "parameters": params, "command": "python -m vqa_chat.bench.blip2_cpu " + shlex.join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }  # fmt: skip
