@@ -13,8 +13,8 @@ weight at 19-28 GB/s (measured per shape: 1536x576 19 GB/s vs MKL 10; 576x1536 2
     training, large batches) goes to F.linear, exactly as before.
 
 Modules, weights (tied ones too) and state-dict keys stay as they are. One compilation per weight shape,
-dynamic in the number of rows; `warm_up` runs them at load (the first takes ~10 s; inductor's on-disk cache
-makes the next process start faster). Without a working C++ compiler the first call fails: we log it once
+dynamic in the number of rows; `warm_up` runs them at load (~14 s the first time on a machine; 2.3 s
+from inductor's on-disk cache). Without a working C++ compiler the first call fails: we log it once
 and every layer keeps F.linear. Results equal F.linear's up to float rounding (sums in another order):
 tests compare greedy answers.
 """

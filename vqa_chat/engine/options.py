@@ -74,9 +74,9 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
 def engine_threads(options: BackendOptions) -> int:
     """CPU threads of the engine thread: `options.engine_threads`, or half the cores (0), so that the rest
     serve the web app, image encoding and photo facts beside it. Measured on this 2-core machine (one engine
-    thread): a short answer through the app 280-290 ms instead of 305-390 ms with two, and no slower when
-    asked directly; two OpenMP threads inside a worker thread also made each decode step slower (16-18
-    tok/s at batch 1 against 19-23 with one). On a GPU the threads only launch kernels."""
+    thread): a short answer through the app 280-290 ms instead of 305-390 ms with two, and 200-232 ms
+    asked directly against 195-265 ms; inside a worker thread, two OpenMP threads also made a decode step
+    of the LM slower (69-75 ms against 43-46 ms with one). On a GPU the threads only launch kernels."""
     return options.engine_threads or max(1, (os.cpu_count() or 2) // 2)
 
 
