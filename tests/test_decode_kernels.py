@@ -99,3 +99,23 @@ def test_threads_sets_this_threads_count_and_restores_it():
     assert torch.get_num_threads() == before
     with K.threads(0):
         assert torch.get_num_threads() == before
+
+
+def test_two_backends_decoding_at_once_keep_their_answers(tiny_blip2_dir, every_linear):
+    """Two loaded models (two engine threads) calling the one compiled kernel at the same time."""
+    a = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    b = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=2))
+    settings = GenerationSettings(max_new_tokens=16, plain=True)
+    jobs = [(backend, Image.new("RGB", (40, 40), c), f"Question: what is {c}? Answer:")
+            for backend in (a, b) for c in ("red", "teal", "gold")]  # fmt: skip
+    want = [backend.generate(backend.encode_image(im), p, settings) for backend, im, p in jobs]
+    got = [None] * len(jobs)
+
+    def ask(i):
+        backend, im, p = jobs[i]
+        got[i] = backend.generate(backend.encode_image(im), p, settings)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(jobs))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert got == want and want[:3] == want[3:]  # the same weights: the same answers from either model
