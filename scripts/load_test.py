@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,11 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vqa_chat.bench import through_app  # noqa: E402
+from vqa_chat.data.datasets import load_easy_vqa  # noqa: E402
+
 MIN_TREND_ROUNDS = 5  # rounds the RSS slope is fitted on (after the first): fewer say nothing about a trend
 
 
@@ -72,12 +76,6 @@ class Summary:
     ok: bool = False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def slope(values: list[float]) -> float:
     """Least-squares slope of `values` against their index: the trend per step."""
     n = len(values)
@@ -101,33 +99,15 @@ def start_app(cfg: Config, workdir: Path) -> tuple[subprocess.Popen, str]:
 
         env["VQA_CHAT_BLIP2_MODEL"] = str(make_tiny_blip2(workdir / "tiny-blip2"))
         backend = "blip2"
-    port = free_port()
     capacity = cfg.max_batch + cfg.max_waiting
-    cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port),
-           "--backend", backend, "--max-batch", str(cfg.max_batch), "--max-waiting", str(cfg.max_waiting),
-           "--concurrency", str(4 * capacity), "--max-queue", str(8 * capacity)]  # fmt: skip
-    with open(workdir / "app.log", "w") as log:  # the child keeps its own copy of the file descriptor
-        app = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if app.poll() is not None:
-            raise RuntimeError(f"the app exited: see {workdir / 'app.log'}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return app, url
-        except OSError:
-            time.sleep(0.3)
-    app.kill()
-    raise RuntimeError("the app did not start within 120 s")
+    args = ["--backend", backend, "--max-batch", str(cfg.max_batch), "--max-waiting", str(cfg.max_waiting),
+            "--concurrency", str(4 * capacity), "--max-queue", str(8 * capacity)]  # fmt: skip
+    return through_app.start_app(args, workdir / "app.log", env, timeout=120)
 
 
 def make_images(n: int) -> list[str]:
     """n different easy-VQA test pictures: what the bundled model knows, so the model answers (a picture or
     question outside its domain is answered from photo facts, and the engine would not be tested)."""
-    sys.path.insert(0, str(ROOT))
-    from vqa_chat.data.datasets import load_easy_vqa
-
     return list(dict.fromkeys(r["image"] for r in load_easy_vqa("test")))[:n]
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine import decode_kernels as K
+from vqa_chat.engine.options import threads
 
 
 @pytest.fixture
@@ -94,10 +95,10 @@ def test_greedy_answers_equal_with_and_without_the_kernels(tiny_blip2_dir, every
 
 def test_threads_sets_this_threads_count_and_restores_it():
     before = torch.get_num_threads()
-    with K.threads(1):
+    with threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with K.threads(0):
+    with threads(0):
         assert torch.get_num_threads() == before
 
 

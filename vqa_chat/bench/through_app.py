@@ -29,25 +29,26 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENS = GenerationSettings().max_new_tokens  # the app's default answer length cap
 
 
-def start_app(model: str | None, timeout: float = 180.0) -> tuple[subprocess.Popen, str, Path]:
-    """app.py on a free loopback port with `make run`'s defaults (and `model` as the custom model)."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend", "custom"]
-    if model:
-        cmd += ["--custom-model", model]
-    log = Path(tempfile.mkdtemp(prefix="vqa-bench-app-")) / "app.log"
+        return s.getsockname()[1]
+
+
+def start_app(args: list[str], log: Path, env: dict | None = None, timeout: float = 180.0):
+    """app.py with `args` on a free loopback port, its output in `log`; returns (process, url) once it
+    accepts connections (also scripts/load_test.py's app)."""
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
-        app = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        app = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if app.poll() is not None:
             raise RuntimeError(f"the app exited: see {log}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return app, f"http://127.0.0.1:{port}/", log
+                return app, f"http://127.0.0.1:{port}/"
         except OSError:
             time.sleep(0.3)
     app.kill()
@@ -65,7 +66,8 @@ def through_app(model: str | None, convs: list[list[dict]], sessions: int, round
     sessions answering one follow-up each at once ("many", 1 per round), through the app."""
     from gradio_client import Client, handle_file
 
-    app, url, log = start_app(model)
+    log = Path(tempfile.mkdtemp(prefix="vqa-bench-app-")) / "app.log"
+    app, url = start_app(["--backend", "custom", *(["--custom-model", model] if model else [])], log)
     try:
         clients = [Client(url, verbose=False) for _ in range(sessions)]
         conv = [convs[i % len(convs)] for i in range(sessions)]

@@ -34,9 +34,9 @@ import torch
 from vqa_chat.backends.base import BusyError, GenerationSettings, TokenLog
 from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
-from vqa_chat.engine.decode_kernels import threads
 from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
+from vqa_chat.engine.options import threads
 from vqa_chat.engine.prefill import prefill
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,14 @@ tests compare greedy answers.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from itertools import product
 from types import MethodType
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vqa_chat.engine.options import threads
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 4  # decode rows (chats) up to which the compiled kernel beats MKL on this CPU
@@ -104,17 +105,3 @@ def plain_linears(lm: nn.Module) -> None:
     for m in compiled_linears(lm):
         del m.forward  # the instance's forward goes; the class's is found again
 
-
-@contextmanager
-def threads(n: int):
-    """Run the block with `n` CPU threads in this thread (0: as it is). torch.set_num_threads sets this
-    thread's OpenMP and MKL counts; the process-wide figure torch.get_num_threads reports (which other
-    threads' parallel loops also read) is `n` for the block's duration, then restored."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != before:
-            torch.set_num_threads(before)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -61,12 +62,12 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
         from vqa_chat.engine.quantize import int8_decoder
 
         decode_lm = int8_decoder(lm)
-    if options.decode_kernels:
+    if options.decode_kernels:  # on the LM that decodes (the int8 copy has no fp32 Linear to compile)
         from vqa_chat.engine import decode_kernels
 
-        if decode_kernels.compile_decode_linears(lm):
+        if decode_kernels.compile_decode_linears(decode_lm):
             log.info("compiling the CPU decode kernels ...")
-            decode_kernels.warm_up(lm)
+            decode_kernels.warm_up(decode_lm)
     threads = engine_threads(options)
     return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm, threads)
 
@@ -78,6 +79,21 @@ def engine_threads(options: BackendOptions) -> int:
     asked directly against 195-265 ms; inside a worker thread, two OpenMP threads also made a decode step
     of the LM slower (69-75 ms against 43-46 ms with one). On a GPU the threads only launch kernels."""
     return options.engine_threads or max(1, (os.cpu_count() or 2) // 2)
+
+
+@contextmanager
+def threads(n: int):
+    """Run the block with `n` CPU threads in this thread (0: as it is). torch.set_num_threads sets this
+    thread's OpenMP and MKL counts; the process-wide figure torch.get_num_threads reports (which other
+    threads' parallel loops also read) is `n` for the block's duration, then restored."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
 
 
 def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
