@@ -1,15 +1,19 @@
 """Start the vqa-chat web app: `python app.py [--backend blip2|custom] [--port 7860] ...`.
 
-Backends load lazily on first use, once per process. Per-backend flags set what each one loads.
+The default backend starts loading in the background at once (the first visitor's question waits for it in
+the chat, with a "Loading" notice); the others load on first use, once per process. Per-backend flags set
+what each one loads.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import threading
+import time
 
 from vqa_chat import settings
-from vqa_chat.backends import REGISTRY, BackendOptions, configure
+from vqa_chat.backends import REGISTRY, BackendOptions, configure, get_backend
 from vqa_chat.chat import privacy
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
@@ -48,6 +52,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU: decode with F.linear instead of the compiled matrix-vector kernels")
     p.add_argument("--engine-threads", type=int, default=opts.engine_threads,
                    help="CPU threads of the engine's prefill and decode (default 0: half the cores)")
+    p.add_argument("--idle-minutes", type=float, default=app.idle_minutes,
+                   help="end a session unused this long, freeing all it holds (default: "
+                   "$VQA_CHAT_IDLE_MINUTES or 30; 0: never)")
+    p.add_argument("--max-sessions", type=int, default=app.max_sessions,
+                   help="sessions kept at once; past it the least recently used ends "
+                   "(default: $VQA_CHAT_MAX_SESSIONS or 2000)")
+    p.add_argument("--no-preload", action="store_true",
+                   help="load the default backend on its first question instead of at start")
     p.add_argument("--log-dir", default=None,
                    help="log questions, answers and metadata-free images here (JSONL); default: none")
     return p.parse_args(argv)
@@ -68,9 +80,23 @@ def main(argv=None) -> None:
     privacy.configure_log(args.log_dir)  # before the page is built: it says when logging is on
     privacy.keep_uploads_private()  # before the page is built, too: uploads go to a folder removed at exit
     privacy.exit_on_signals()  # SIGTERM exits like Ctrl-C, so that folder is removed then as well
-    config = AppConfig(backend=args.backend, concurrency=args.concurrency, max_queue=args.max_queue)
+    config = AppConfig(backend=args.backend, concurrency=args.concurrency, max_queue=args.max_queue,
+                       idle_minutes=args.idle_minutes, max_sessions=args.max_sessions)  # fmt: skip
+    if not args.no_preload:
+        threading.Thread(target=preload, args=(args.backend,), name="preload", daemon=True).start()
     demo = build_app(config)
-    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())
+    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs(config))
+
+
+def preload(name: str) -> None:
+    """Load backend `name` now, so the first visitor does not wait for it; say when it is ready."""
+    start = time.monotonic()
+    try:
+        get_backend(name)
+    except Exception as e:  # the chat says so when someone asks; the app keeps serving
+        print(f"vqa-chat: the {name} backend could not be loaded: {e}", flush=True)
+        return
+    print(f"vqa-chat: ready, the {name} backend loaded in {time.monotonic() - start:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

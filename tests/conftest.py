@@ -54,7 +54,7 @@ def fake(monkeypatch):
 
     for name, backend in made.items():
         monkeypatch.setitem(backends.REGISTRY, name, lambda options, b=backend: b)
-        backends.set_backend(name, backend)
+        monkeypatch.setitem(backends._loaded, name, backend)  # undone after the test
     monkeypatch.setitem(backends.REGISTRY, "broken", broken)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)  # every piece is an update: deterministic steps
     return made

@@ -96,7 +96,7 @@ def chat(backend, monkeypatch, tmp_path):
     from vqa_chat.chat.session import ChatSession
 
     monkeypatch.setitem(backends.REGISTRY, "bundled", lambda options: backend)
-    backends.set_backend("bundled", backend)
+    monkeypatch.setitem(backends._loaded, "bundled", backend)  # undone after the test
     session = ChatSession()
 
     def ask(picture: Image.Image | None, question: str | None, mode: str = "ask"):

@@ -49,7 +49,7 @@ def served(tiny_blip2_dir, monkeypatch):
     faulty = Faulty(backend.model.language_model)
     backend.scheduler.lm = backend.scheduler.decode_lm = faulty  # prefill and decode steps
     monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: backend)
-    backends.set_backend("blip2", backend)
+    monkeypatch.setitem(backends._loaded, "blip2", backend)  # undone after the test
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     yield backend, faulty
     backend.scheduler.close()

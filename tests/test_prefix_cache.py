@@ -141,7 +141,7 @@ def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate
     from vqa_chat.chat.session import ChatSession
 
     monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
-    backends.set_backend("blip2", blip2)
+    monkeypatch.setitem(backends._loaded, "blip2", blip2)  # undone after the test
     red, blue = tmp_path / "red.png", tmp_path / "blue.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(red)
     Image.new("RGB", (40, 40), (30, 30, 200)).save(blue)

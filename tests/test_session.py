@@ -248,10 +248,12 @@ def test_ui_stream_clears_the_question_once(fake, picture):
 
     s = ChatSession()
     out = list(stream_to_chat(s, s.ask(picture(), "q1", "fake", GenerationSettings(max_new_tokens=2))))
+    assert all(o[0] is s for o in out)  # every update hands the session back to its gr.State (idle clock)
+    out = [o[1:] for o in out]
     assert out[0][1] == "" and all(o[1] == gr.skip() for o in out[1:])
     assert out[-1][0][-1] == {"role": "assistant", "content": "w0 w1"}
     assert out[-1][3].startswith("w0 w1") and out[-1][4] == "w0 w1"  # announced whole, kept for Repeat
-    out = list(stream_to_chat(s, s.ask(None, " ", "fake", GenerationSettings())))
+    out = [o[1:] for o in stream_to_chat(s, s.ask(None, " ", "fake", GenerationSettings()))]
     refused = (chat_messages(s), gr.skip(), "⚠️ Not answered: see the message in the chat.")
     assert len(out) == 1 and out[0][:3] == refused
     assert out[0][3].startswith("Not answered. Please type a question")  # the live region hears why

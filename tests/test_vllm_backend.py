@@ -97,7 +97,7 @@ def test_busy_and_mid_stream_errors_are_readable(backend):
 
 def test_sessions_keep_their_own_conversations(backend, server, picture, monkeypatch):
     monkeypatch.setitem(backends.REGISTRY, "vllm", lambda options: backend)
-    backends.set_backend("vllm", backend)
+    monkeypatch.setitem(backends._loaded, "vllm", backend)  # undone after the test
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     red, blue = ChatSession(), ChatSession()
     settings = GenerationSettings(max_new_tokens=10)

@@ -26,6 +26,9 @@ class Settings:
     cache: str = field(default_factory=_home_cache)  # VQA_CHAT_CACHE: converted LM, image features
     kv_budget_mb: int = 2048  # VQA_CHAT_KV_BUDGET_MB: all sessions' prefix KV caches together, in MB
     malloc_trim: bool = True  # VQA_CHAT_MALLOC_TRIM: 0 = never hand freed memory back to the OS when idle
+    idle_minutes: float = 30  # VQA_CHAT_IDLE_MINUTES: a session unused this long is ended and freed
+    image_cache_mb: int = 512  # VQA_CHAT_IMAGE_CACHE_MB: all sessions' pictures, image features and facts
+    max_sessions: int = 2000  # VQA_CHAT_MAX_SESSIONS: sessions kept at once; past it the least recent ends
 
 
 def read() -> Settings:
@@ -44,4 +47,7 @@ def read() -> Settings:
         cache=env.get("VQA_CHAT_CACHE", default.cache),
         kv_budget_mb=int(env.get("VQA_CHAT_KV_BUDGET_MB", default.kv_budget_mb)),
         malloc_trim=env.get("VQA_CHAT_MALLOC_TRIM", "1") != "0",
+        idle_minutes=float(env.get("VQA_CHAT_IDLE_MINUTES", default.idle_minutes)),
+        image_cache_mb=int(env.get("VQA_CHAT_IMAGE_CACHE_MB", default.image_cache_mb)),
+        max_sessions=int(env.get("VQA_CHAT_MAX_SESSIONS", default.max_sessions)),
     )

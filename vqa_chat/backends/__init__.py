@@ -55,6 +55,11 @@ def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
         return _loaded[name]
 
 
+def is_loaded(name: str) -> bool:
+    """True once backend `name` is loaded in this process (asking it costs no wait)."""
+    return name in _loaded
+
+
 def set_backend(name: str, backend: Backend) -> None:
     """Install an already-built backend (tests, or an app that loaded it eagerly)."""
     with _locks.setdefault(name, threading.Lock()):
@@ -62,5 +67,6 @@ def set_backend(name: str, backend: Backend) -> None:
 
 
 __all__ = [
-    "REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "set_backend",
+    "REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "is_loaded",
+    "set_backend",
 ]  # fmt: skip

@@ -101,15 +101,18 @@ def generate_timed(lm, tokenizer, embeds, mask, settings: GenerationSettings, pr
 # ---- 1. follow-up turns ----------------------------------------------------------------------------------
 
 
-def conversation_ttft(backend, image, questions, settings, naive=False) -> tuple[list[float], list[str]]:
+def conversation_ttft(
+    backend, image, questions, settings, naive=False, patches=None
+) -> tuple[list[float], list[str]]:
     """TTFT of each turn of one conversation about `image`, and the answers.
 
-    Ours: the image is encoded once (inside turn 1's time) and each turn passes the session's state, as
-    the app does. Naive: every turn re-encodes the image and prefills the whole prompt with `generate`.
+    Ours: the image is encoded once (inside turn 1's time, unless its `patches` are given) and each turn
+    passes the session's state, as the app does. Naive: every turn re-encodes the image and prefills the
+    whole prompt with `generate`.
     """
     turns: list[Turn] = []
     ttfts, answers = [], []
-    patches, state = None, backend.new_state()
+    state = backend.new_state()
     for q in questions:
         prompt = format_prompt(turns, q)
         start = time.perf_counter()

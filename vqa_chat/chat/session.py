@@ -17,16 +17,18 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
-from vqa_chat.backends import get_backend
+from vqa_chat import backends
 from vqa_chat.backends.base import Backend, GenerationSettings, TokenLog
 from vqa_chat.chat import confidence, describe, heatmap, privacy
 from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
+from vqa_chat.chat.image_slot import ImageSlot
 from vqa_chat.chat.images import ImageError, load_image
 from vqa_chat.chat.notes import BACKEND_LABELS, ChatError, Note, failure_message, label, short, transcript
 from vqa_chat.photo import answers
@@ -40,26 +42,69 @@ THUMB_DIR = privacy.temp_dir()  # metadata-free copies of the images, shown in t
 THUMB_SIDE = 384
 HEATMAP_SIDE = 512  # the heatmap picture's longest side
 
-_ready: set[str] = set()  # backends this process has loaded (to show "Loading..." only when it is slow)
 _busy_lock = threading.Lock()
+
+
+@dataclass
+class SessionFiles:
+    """What a session holds outside its own small object: the chat's thumbnails and heatmaps, the scrubbed
+    uploads, and the image slot (the picture's copy on disk, its cached features and facts). `close` frees
+    them all; it also runs when Gradio drops a session without telling us (the session's finaliser)."""
+
+    thumbnails: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)  # our scrubbed copies in Gradio's cache (privacy.py)
+    slot: ImageSlot | None = None
+
+    def close(self) -> None:
+        for path in self.thumbnails + self.uploads:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        self.thumbnails, self.uploads = [], []
+        if self.slot is not None:
+            self.slot.close()
+            self.slot = None
 
 
 @dataclass
 class ChatSession:
     conversation: Conversation = field(default_factory=Conversation)
     log: list[Turn | Note] = field(default_factory=list)  # the visible chat, oldest first
-    image: Image.Image | None = None  # the current picture, cleaned by images.load_image
     image_source: str | None = None  # the upload it came from: the same path again keeps the image
-    embeds: dict[str, torch.Tensor] = field(default_factory=dict)  # backend -> image tokens of `image`
     kv: dict[str, object] = field(default_factory=dict)  # backend -> its conversation state (prefix KV cache)
     pending: Turn | None = None  # the turn being answered right now
     stop_event: threading.Event | None = None  # set by stop(); exists only while a question is being answered
     busy: bool = False
     last_backend: str | None = None
-    thumbnails: list[str] = field(default_factory=list)
-    uploads: list[str] = field(default_factory=list)  # our scrubbed copies in Gradio's cache (privacy.py)
+    files: SessionFiles = field(default_factory=SessionFiles)
     log_id: str | None = None  # set on the first logged turn, only with --log-dir (privacy.py)
-    facts: PhotoFacts | None = None  # what photo/facts.py measured in `image`, computed when first needed
+    session_id: str | None = None  # Gradio's session hash (lifetime.py binds it)
+    ended_message: str | None = None  # this session replaces one that ended idle: said until a new image
+    _finalizer: weakref.finalize | None = None  # frees `files` if the session is dropped unclosed
+
+    # -- the current picture (image_slot.py: kept within the shared image cache budget) ------------------
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The current picture, cleaned by images.load_image (read back from disk if the cache dropped it)."""
+        return self.files.slot.image if self.files.slot is not None else None
+
+    @property
+    def embeds(self) -> dict[str, torch.Tensor]:
+        """backend -> its cached image tokens of the current picture (those the cache still holds)."""
+        return self.files.slot.all_features if self.files.slot is not None else {}
+
+    @property
+    def facts(self) -> PhotoFacts | None:
+        """What photo/facts.py measured in the current picture, if computed and still cached."""
+        return self.files.slot.facts if self.files.slot is not None else None
+
+    @property
+    def thumbnails(self) -> list[str]:
+        return self.files.thumbnails
+
+    @property
+    def uploads(self) -> list[str]:
+        return self.files.uploads
 
     # -- the visible chat -------------------------------------------------------------------------------
 
@@ -98,6 +143,8 @@ class ChatSession:
             image = load_image(source, notes=notes)  # metadata (EXIF, GPS) is gone from here on
         except ImageError as e:
             raise self.fail(str(e)) from e
+        if self._finalizer is None:
+            self._finalizer = weakref.finalize(self, self.files.close)
         if privacy.scrub_upload(source, image):
             self.uploads.append(source)
         thumb = privacy.save_thumbnail(image, THUMB_DIR, THUMB_SIDE)
@@ -105,9 +152,12 @@ class ChatSession:
         self.log.append(
             Note(text=f"Your image ({image.width}×{image.height} pixels)", role="user", image=thumb)
         )
-        had_image = self.image is not None
+        had_image = self.files.slot is not None
         left_behind = self.conversation.new_segment()
-        self.image, self.image_source, self.embeds, self.kv, self.facts = image, source, {}, {}, None
+        if self.files.slot is not None:
+            self.files.slot.close()
+        self.files.slot = ImageSlot(image, THUMB_DIR)
+        self.image_source, self.kv, self.ended_message = source, {}, None
         for text in notes:
             self.note(text)
         if had_image:
@@ -163,16 +213,15 @@ class ChatSession:
         self.stop()
         self.close()
         self.conversation, self.log = Conversation(), []
-        self.image, self.image_source, self.embeds, self.last_backend = None, None, {}, None
-        self.facts = None
-        self.kv = {}
+        self.image_source, self.last_backend, self.kv = None, None, {}
 
     def close(self) -> None:
-        """Delete this session's files (called when Gradio drops the session)."""
-        for path in self.thumbnails + self.uploads:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        self.thumbnails, self.uploads = [], []
+        """Free the picture, its cached features and facts, and delete this session's files."""
+        self.files.close()
+
+    def end(self) -> None:
+        """The session is over (idle, or its tab closed: lifetime.py): free everything it held."""
+        self.reset()
 
     def describe(self, image_source: str | None, backend: str, settings: GenerationSettings) -> Iterator[str]:
         """Describe the image in detail (a turn like any other: follow-ups continue from it)."""
@@ -184,22 +233,24 @@ class ChatSession:
         self.log_id = None
 
     def _ask(self, image_source, question, backend_name, settings, mode="ask") -> Iterator[str]:
-        if image_source and image_source != self.image_source:
-            self.set_image(image_source)
         try:
             question, length_note = clean_question(question)
         except ConversationError as e:
             raise self.fail(str(e)) from e
-        if self.image is None:
-            raise self.fail(
-                "Please add an image first (upload, webcam or paste), then ask your question.", question
-            )
+        if image_source and image_source != self.image_source:
+            if self.ended_message and not os.path.exists(image_source):  # the old chat's photo is gone
+                raise self.fail(self.ended_message, question)
+            self.set_image(image_source)
+        if self.files.slot is None:
+            message = self.ended_message or "Please add an image first (upload, webcam or paste), then ask."
+            raise self.fail(message, question)
         backend = yield from self._load_backend(backend_name, question)
-        embeds = self.embeds.get(backend_name)
+        embeds = self.files.slot.features(backend_name)
         if embeds is None:
             yield "Looking at the image…"
             try:
-                embeds = self.embeds[backend_name] = backend.encode_image(self.image)
+                embeds = backend.encode_image(self.image)
+                self.files.slot.keep_features(backend_name, embeds)
             except Exception as e:
                 log.exception("encode_image failed")
                 raise self.fail(
@@ -223,29 +274,33 @@ class ChatSession:
         yield from self._generate(backend, backend_name, embeds, prompt, question, settings, mode)
 
     def _load_backend(self, name: str, question: str):
-        """Get the shared backend, telling the user while a first load is slow (a generator returning it)."""
-        loading = None
-        if name not in _ready:
-            loading = self.note(f"Loading the {label(name)} backend (first use, this can take a while)…")
-            yield f"Loading {label(name)}…"
+        """Get the shared backend (a generator returning it). While it loads (first use, or the app's load at
+        start), the question is in the chat at once, with a notice and a "Loading" status."""
+        placeholders: list[Note] = []
+        if not backends.is_loaded(name):
+            asked = self.note(question, role="user")  # shown now; the turn takes its place once loaded
+            loading = self.note(f"Loading the {label(name)} backend; I'll answer as soon as it is ready…")
+            placeholders = [asked, loading]
+            yield f"Loading the {label(name)} backend. Your question will be answered when it is ready."
         start = time.monotonic()
         try:
-            backend = get_backend(name)
+            backend = backends.get_backend(name)
         except Exception as e:
             log.exception("backend %s failed to load", name)
-            self.log = [item for item in self.log if item is not loading]
+            self.log = [item for item in self.log if item not in placeholders]
             other = " or ".join(label(b) for b in BACKEND_LABELS if b != name)
             raise self.fail(
                 f"The {label(name)} backend could not be loaded ({short(e)}). "
                 f"Your chat is kept: choose another Backend ({other}) and ask again.",
                 question,
             ) from e
-        _ready.add(name)
         seconds = time.monotonic() - start
-        if loading is not None and seconds < 1:  # it was quick (already loaded): no need to keep the note
-            self.log = [item for item in self.log if item is not loading]
-        elif loading is not None:
-            loading.text = f"{label(name)} backend loaded in {seconds:.0f} s."
+        if placeholders:  # the turn shows the question from now on; a slow load keeps a notice of it
+            self.log = [item for item in self.log if item is not placeholders[0]]
+            if seconds < 1:
+                self.log = [item for item in self.log if item is not placeholders[1]]
+            else:
+                placeholders[1].text = f"{label(name)} backend ready after {seconds:.0f} s."
         return backend
 
     def _generate(self, backend: Backend, backend_name, embeds, prompt, question, settings, mode="ask"):
@@ -336,22 +391,26 @@ class ChatSession:
     def _facts(self) -> Iterator[str]:
         """The current image's photo facts, computed once (a generator returning them, or None if that
         failed: the answer is kept, only what the facts would add is missing)."""
-        if self.facts is None:
+        facts = self.facts
+        if facts is None:
             yield "Looking at the photo…"
             try:
-                self.photo_facts()
+                facts = self.photo_facts()
             except Exception:
                 log.exception("photo facts failed")
-        return self.facts
+        return facts
 
     def photo_facts(self) -> PhotoFacts:
-        """What the offline parts measured in the current image, computed once per image (also the /facts
-        API). Raises ChatError without an image."""
-        if self.image is None:
-            raise ChatError("There is no image yet: add one first.")
-        if self.facts is None:
-            self.facts = photo.photo_facts(self.image)
-        return self.facts
+        """What the offline parts measured in the current image, computed once per image while the image
+        cache holds them (also the /facts API). Raises ChatError without an image."""
+        slot = self.files.slot
+        if slot is None:
+            raise ChatError(self.ended_message or "There is no image yet: add one first.")
+        facts = slot.facts
+        if facts is None:
+            facts = photo.photo_facts(slot.image)
+            slot.keep_facts(facts)
+        return facts
 
     def log_turn(self, turn: Turn) -> None:
         """Record the turn only when the app runs with --log-dir (privacy.py)."""
@@ -359,7 +418,7 @@ class ChatSession:
             return
         if self.log_id is None:
             self.log_id = privacy.new_id()
-        key = f"{turn.segment}-{id(self.image) & 0xFFFFFF:06x}"
+        key = f"{turn.segment}-{id(self.files.slot) & 0xFFFFFF:06x}"
         try:
             privacy.record(self.log_id, turn, self.image, key, turn.mode)
         except OSError:

@@ -19,9 +19,6 @@ sessions' next turns simply run their whole prompt again.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +26,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from vqa_chat import settings
+from vqa_chat.budget import Budget
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, H, T, d]
 
@@ -156,38 +154,4 @@ class PrefixCache:
         self.embeds, self.kv = None, None
 
 
-class Budget:
-    """Keeps the bytes of all live PrefixCaches under `limit`, dropping the least recently stored."""
-
-    def __init__(self, limit_bytes: int | None = None):
-        self.limit = limit_bytes  # None: $VQA_CHAT_KV_BUDGET_MB (settings.py), read when first needed
-        self.sizes: OrderedDict[int, int] = OrderedDict()  # id(cache) -> bytes, least recent first
-        self.refs: dict[int, weakref.ref] = {}
-        self.total = 0
-        self.lock = threading.RLock()  # re-entrant: a weakref callback may run inside `stored` (GC)
-
-    def stored(self, cache: PrefixCache) -> None:
-        key, size = id(cache), cache.nbytes
-        if self.limit is None:
-            self.limit = settings.read().kv_budget_mb * 2**20
-        with self.lock:
-            self.total += size - self.sizes.pop(key, 0)
-            self.sizes[key] = size
-            if key not in self.refs:
-                self.refs[key] = weakref.ref(cache, lambda _, key=key: self._forget(key))
-            while self.total > self.limit and len(self.sizes) > 1:
-                old = next(iter(self.sizes))
-                if old == key:
-                    break
-                self.total -= self.sizes.pop(old)
-                victim = self.refs.pop(old)()
-                if victim is not None:
-                    victim.drop()
-
-    def _forget(self, key: int) -> None:  # the session (and its cache) was garbage-collected
-        with self.lock:
-            self.total -= self.sizes.pop(key, 0)
-            self.refs.pop(key, None)
-
-
-BUDGET = Budget()
+BUDGET = Budget(limit_from=lambda: settings.read().kv_budget_mb * 2**20)  # $VQA_CHAT_KV_BUDGET_MB

@@ -24,11 +24,13 @@ def stream_with_announcements(session: ChatSession, steps, chat_messages):
     Yields (chat, question box, status, announce, last answer): the live region hears whole sentences of a
     long answer as they complete, then the rest of the finished answer, never single tokens."""
     clear = ""  # the question box is emptied once, when the question is accepted
-    announcer, turn = Announcer(), None
+    announcer, turn, heard = Announcer(), None, None
     try:
         for status in steps:
             turn = session.pending or turn
             say = announcer.update(turn.answer) if session.pending is not None else None
+            if session.pending is None and status.startswith("Loading the") and status != heard:
+                say = heard = status  # a wait of seconds: said once, so Enter is never followed by silence
             yield chat_messages(session), clear, status, announce_value(say), gr.skip()
             clear = gr.skip()
     except ChatError as e:

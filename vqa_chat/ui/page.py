@@ -1,24 +1,28 @@
-"""The Gradio app: the chat page and the /ask, /history, /chat, /reset and /stop API endpoints.
+"""The Gradio app: the chat page, its events, and the API endpoints of api.py.
 
-All chat logic lives in session.py; this module only lays out components and wires events. Each browser
-tab and each gradio_client `Client` gets its own `ChatSession` through a `gr.State`.
+All chat logic lives in chat/session.py; this module only lays out components and wires events. Each
+browser tab and each gradio_client `Client` gets its own `ChatSession` through a `gr.State` that every
+event hands back (restarting its idle clock) and that ends after the idle limit (chat/lifetime.py).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
+from vqa_chat import settings as env
 from vqa_chat.backends import REGISTRY
 from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import privacy
 from vqa_chat.chat.conversation import Turn
-from vqa_chat.chat.notes import ChatError, label
+from vqa_chat.chat.lifetime import Lifetime
+from vqa_chat.chat.notes import label
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui import a11y, handlers
+from vqa_chat.ui.api import add_api
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ class AppConfig:
     concurrency: int = 16  # answers in progress at once, across sessions (decoded together as one batch)
     max_queue: int = 64  # requests waiting beyond that get a "queue is full" message
     examples_dir: str = str(ROOT / "assets" / "examples")
+    idle_minutes: float = field(default_factory=lambda: env.read().idle_minutes)  # 0: sessions never end
+    max_sessions: int = field(default_factory=lambda: env.read().max_sessions)  # Gradio's session capacity
 
 
 def upload_path(payload) -> str | None:
@@ -112,18 +118,23 @@ def chat_messages(session: ChatSession) -> list[dict]:
 
 
 def stream_to_chat(session: ChatSession, steps):
-    """Run one of the session's generators for the UI: yields (chat, question box, status, announce, last
-    answer); see handlers.stream_with_announcements."""
-    yield from handlers.stream_with_announcements(session, steps, chat_messages)
+    """Run one of the session's generators for the UI: yields (session, chat, question box, status,
+    announce, last answer); see handlers.stream_with_announcements. Every update hands the session back to
+    its gr.State, so a session that is answering never counts as idle."""
+    for outputs in handlers.stream_with_announcements(session, steps, chat_messages):
+        yield session, *outputs
 
 
 def build_app(config: AppConfig | None = None) -> gr.Blocks:
     config = config or AppConfig()
     backends = [(label(name), name) for name in REGISTRY]
     blocks = dict(title="vqa-chat", fill_height=True, delete_cache=(3600, 24 * 3600), analytics_enabled=False)
+    live = Lifetime(config.idle_minutes * 60)
+    ttl = live.idle_seconds if config.idle_minutes > 0 else None
     with gr.Blocks(**blocks) as demo:  # no usage analytics: privacy by default
-        # Gradio deep-copies this empty session for every new browser tab / API client.
-        session = gr.State(ChatSession(), delete_callback=ChatSession.close)
+        # Gradio deep-copies this empty session for every new browser tab / API client, and ends it after
+        # `ttl` seconds without being handed back by an event (every event below hands it back)
+        session = gr.State(ChatSession(), time_to_live=ttl, delete_callback=live.expire)
         gr.Markdown("## vqa-chat\nAdd an image, then ask questions about it, turn after turn.")
         if privacy.log_dir() is not None:
             gr.Markdown("**Note:** this server keeps a log of the questions, answers and images (--log-dir).")
@@ -197,26 +208,36 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 gr.Examples(examples, inputs=[image, question], label="Examples: click one, then Send")
 
         settings_inputs = [max_new, decoding, temperature, top_p, beams]
-        ui_outputs = [chat, question, status, announce, last_answer]
+        ui_outputs = [session, chat, question, status, announce, last_answer]
         run = dict(concurrency_id="generate", concurrency_limit=config.concurrency, api_visibility="private")
 
-        def on_ask(s: ChatSession, image_payload, text, backend_name, *settings):
+        def on_ask(s: ChatSession, request: gr.Request, image_payload, text, backend_name, *settings):
+            s = live.bind(s, request.session_hash)
             steps = s.ask(upload_path(image_payload), text, backend_name, settings_from(*settings))
             yield from stream_to_chat(s, steps)
 
-        def on_describe(s: ChatSession, image_payload, backend_name, *settings):
+        def on_describe(s: ChatSession, request: gr.Request, image_payload, backend_name, *settings):
+            s = live.bind(s, request.session_hash)
             steps = s.describe(upload_path(image_payload), backend_name, settings_from(*settings))
             yield from stream_to_chat(s, steps)
 
-        def on_regenerate(s: ChatSession, backend_name, *settings):
+        def on_regenerate(s: ChatSession, request: gr.Request, backend_name, *settings):
+            s = live.bind(s, request.session_hash)
             yield from stream_to_chat(s, s.regenerate(backend_name, settings_from(*settings)))
 
-        def on_stop(s: ChatSession) -> None:
-            s.stop()  # the answering generator sees it within one token and sends the final chat
+        def on_stop(s: ChatSession, request: gr.Request) -> ChatSession:
+            live.bind(s, request.session_hash).stop()  # the answering generator sees it within one token
+            return s
 
-        def on_new_chat(s: ChatSession):
-            s.reset()
-            return [], None, "", "New chat."
+        def on_new_chat(s: ChatSession, request: gr.Request):
+            live.bind(s, request.session_hash).reset()
+            return s, [], None, "", "New chat."
+
+        def on_heatmap(s: ChatSession, request: gr.Request, backend_name: str):
+            return live.bind(s, request.session_hash), *handlers.on_heatmap(s, backend_name)
+
+        def on_delete(s: ChatSession, request: gr.Request):
+            return live.bind(s, request.session_hash), *handlers.on_delete(s)
 
         gr.on(
             [send.click, question.submit],
@@ -244,102 +265,38 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
         contrast.change(None, [contrast], None, js=a11y.CONTRAST_JS)
         demo.load(None, None, [contrast], js=a11y.LOAD_CONTRAST_JS)
         heat_btn.click(
-            handlers.on_heatmap, [session, backend], [heat_image, heat_text, announce],
+            on_heatmap, [session, backend], [session, heat_image, heat_text, announce],
             concurrency_id="generate", concurrency_limit=config.concurrency, api_visibility="private",
         )  # fmt: skip
         delete.click(
-            handlers.on_delete, [session],
-            [chat, image, question, status, heat_image, heat_text, last_answer, announce],
+            on_delete, [session],
+            [session, chat, image, question, status, heat_image, heat_text, last_answer, announce],
             queue=False, api_visibility="private",
         )  # fmt: skip
-        stop.click(on_stop, [session], None, queue=False, api_visibility="private")
+        stop.click(on_stop, [session], [session], queue=False, api_visibility="private")
         for clear in (new_chat.click, chat.clear):  # the chat's own trash button also starts a new chat
             clear(
-                on_new_chat, [session], [chat, image, question, status], queue=False, api_visibility="private"
+                on_new_chat, [session], [session, chat, image, question, status], queue=False,
+                api_visibility="private",
             )
             clear(
                 lambda: (gr.update(visible=False, value=None), "", ""), None,
                 [heat_image, heat_text, last_answer], queue=False, api_visibility="private",
             )  # fmt: skip
-        add_api(session, config)
+        add_api(session, config.backend, live, config.concurrency)
+
+        def on_unload(request: gr.Request) -> None:  # a closed tab (a reload is a new session): free it now
+            live.closed(request.session_hash)
+
+        demo.unload(on_unload)
     demo.queue(max_size=config.max_queue, default_concurrency_limit=4)
     return demo
 
 
-def add_api(session: gr.State, config: AppConfig) -> None:
-    """Endpoints for scripts: /ask, /describe, /facts, /history, /chat, /reset, /stop (hidden components)."""
-    with gr.Column(visible=False):
-        image = gr.File(label="image", type="filepath")
-        question = gr.Textbox(label="question")
-        backend = gr.Textbox(label="backend", value=config.backend)
-        max_new_tokens = gr.Number(
-            label="max_new_tokens", value=DEFAULTS.max_new_tokens, precision=0
-        )
-        answer = gr.Textbox(label="answer")
-        history = gr.JSON(label="history")
-        trigger = gr.Button("api")
-
-    def answer_stream(s: ChatSession, steps):
-        """The answer's text as it grows, then in full as the chat shows it (hedged, with facts' notes)."""
-        turn = None
-        try:
-            for _ in steps:
-                turn = s.pending or turn
-                yield turn.answer if turn else ""
-        except ChatError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        yield turn.said() if turn else ""
-
-    def ask(s: ChatSession, image=None, question="", backend=config.backend, max_new_tokens=None):
-        """Ask about `image` (None keeps the session's image); streams the answer text."""
-        settings = settings_from(max_new_tokens)
-        yield from answer_stream(s, s.ask(image, question, backend or config.backend, settings))
-
-    def describe(s: ChatSession, image=None, backend=config.backend):
-        """Describe `image` (None: the session's image) in detail; streamed, and a turn of the chat."""
-        yield from answer_stream(s, s.describe(image, backend or config.backend, settings_from(None)))
-
-    def facts(s: ChatSession, image=None) -> dict:
-        """What the offline parts measured in `image` (None: the session's image), as JSON."""
-        try:
-            if image and image != s.image_source:
-                s.set_image(image)
-            return s.photo_facts().to_json()
-        except ChatError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-
-    def get_history(s: ChatSession) -> list[dict]:
-        """The session's turns as a list of {"question", "answer", "backend"}."""
-        return s.history()
-
-    def get_chat(s: ChatSession) -> list[dict]:
-        """The visible chat, notices and error messages included, as a list of {"role", "text"}."""
-        return s.transcript()
-
-    def reset(s: ChatSession) -> str:
-        """Start a new chat in this session."""
-        s.reset()
-        return "New chat started."
-
-    def stop(s: ChatSession) -> str:
-        """Stop the answer being generated in this session; it keeps the text generated so far."""
-        return "Stopping." if s.stop() else "Nothing to stop."
-
-    # every event of the "generate" group must name the limit: Gradio lowers a group's limit to the smallest
-    # of its events', and an event without one counts as the queue's default (4), capping all answers at 4
-    generate = dict(concurrency_id="generate", concurrency_limit=config.concurrency)
-    asked = [session, image, question, backend, max_new_tokens]
-    trigger.click(ask, asked, answer, api_name="ask", **generate)
-    trigger.click(describe, [session, image, backend], answer, api_name="describe", **generate)
-    trigger.click(facts, [session, image], history, api_name="facts", **generate)
-    trigger.click(get_history, session, history, api_name="history", concurrency_limit=None)
-    trigger.click(get_chat, session, history, api_name="chat", concurrency_limit=None)
-    trigger.click(reset, session, answer, api_name="reset", concurrency_limit=None)
-    trigger.click(stop, session, answer, api_name="stop", queue=False)
-
-
-def launch_kwargs() -> dict:
-    """Look and privacy options for `demo.launch()` (Gradio 6 takes theme and css here)."""
+def launch_kwargs(config: AppConfig | None = None) -> dict:
+    """Look, privacy and session options for `demo.launch()` (Gradio 6 takes theme and css here)."""
+    sessions = (config or AppConfig()).max_sessions
     return dict(
-        theme=gr.themes.Soft(), css=CSS + a11y.CSS, head=a11y.head(), run_history=False, ssr_mode=False
-    )
+        theme=gr.themes.Soft(), css=CSS + a11y.CSS, head=a11y.head(), run_history=False, ssr_mode=False,
+        state_session_capacity=sessions,
+    )  # fmt: skip
