@@ -26,6 +26,8 @@ class Settings:
     cache: str = field(default_factory=_home_cache)  # VQA_CHAT_CACHE: converted LM, image features
     kv_budget_mb: int = 2048  # VQA_CHAT_KV_BUDGET_MB: all sessions' prefix KV caches together, in MB
     malloc_trim: bool = True  # VQA_CHAT_MALLOC_TRIM: 0 = never hand freed memory back to the OS when idle
+    memory_check: bool = True  # VQA_CHAT_MEMORY_CHECK: 0 = load a model without checking it fits first
+    memory_margin_mb: int = 0  # VQA_CHAT_MEMORY_MARGIN_MB: working memory beyond the weights (0 = estimated)
 
 
 def read() -> Settings:
@@ -44,4 +46,6 @@ def read() -> Settings:
         cache=env.get("VQA_CHAT_CACHE", default.cache),
         kv_budget_mb=int(env.get("VQA_CHAT_KV_BUDGET_MB", default.kv_budget_mb)),
         malloc_trim=env.get("VQA_CHAT_MALLOC_TRIM", "1") != "0",
+        memory_check=env.get("VQA_CHAT_MEMORY_CHECK", "1") != "0",
+        memory_margin_mb=int(env.get("VQA_CHAT_MEMORY_MARGIN_MB", default.memory_margin_mb)),
     )
