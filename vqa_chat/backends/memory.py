@@ -30,9 +30,10 @@ from vqa_chat.backends.base import ModelLoadError
 
 log = logging.getLogger(__name__)
 GB = 1e9
-# Working memory beyond the weights. scripts/load_peak.py measured a load plus one answer at 4 % (fp32) and
-# 9 % (int8: the quantisation's scratch) of the weights above them; the share covers that, the fixed part
-# what one answer does not show (a batch of answers' activations, allocator slack).
+# Working memory beyond the weights. scripts/load_peak.py measured a load and one answer peaking 3-4 % above
+# the weights in fp32 and 5-9 % above weights + int8 copy with int8 (the quantisation's scratch): the share
+# covers that; the fixed part what one answer does not show (a batch of answers' activations, allocator
+# slack). Against blip2-opt-2.7b's measured peaks the estimate is 7-9 % over (README, "Will it fit?").
 WORKING_FIXED = 0.5 * GB
 WORKING_SHARE = 0.10
 UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a huge number (9223372036854771712)
