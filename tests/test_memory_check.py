@@ -250,3 +250,13 @@ def test_a_second_load_waits_for_the_first_while_loaded_backends_answer_at_once(
         t.join(10)
     assert order == ["slow", "second, after the first: True"]
     assert backends.get_backend("second") is fake["fake2"]
+
+
+def test_a_config_the_model_cannot_be_built_from_does_not_block(tmp_path, caplog):
+    """Not a BLIP-2 config: the check steps aside and from_pretrained gives its own error."""
+    from transformers import OPTConfig
+
+    OPTConfig(hidden_size=8, num_attention_heads=2, ffn_dim=16, num_hidden_layers=1).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger=memory.__name__):
+        check("cpu", torch.float32, None, str(tmp_path))
+    assert "no memory estimate" in caplog.text
