@@ -29,6 +29,8 @@ class Settings:
     idle_minutes: float = 30  # VQA_CHAT_IDLE_MINUTES: a session unused this long is ended and freed
     image_cache_mb: int = 512  # VQA_CHAT_IMAGE_CACHE_MB: all sessions' pictures, image features and facts
     max_sessions: int = 2000  # VQA_CHAT_MAX_SESSIONS: sessions kept at once; past it the least recent ends
+    memory_check: bool = True  # VQA_CHAT_MEMORY_CHECK: 0 = load a model without checking it fits first
+    memory_margin_mb: int = 0  # VQA_CHAT_MEMORY_MARGIN_MB: working memory beyond the weights (0 = estimated)
 
 
 def read() -> Settings:
@@ -50,4 +52,6 @@ def read() -> Settings:
         idle_minutes=float(env.get("VQA_CHAT_IDLE_MINUTES", default.idle_minutes)),
         image_cache_mb=int(env.get("VQA_CHAT_IMAGE_CACHE_MB", default.image_cache_mb)),
         max_sessions=int(env.get("VQA_CHAT_MAX_SESSIONS", default.max_sessions)),
+        memory_check=env.get("VQA_CHAT_MEMORY_CHECK", "1") != "0",
+        memory_margin_mb=int(env.get("VQA_CHAT_MEMORY_MARGIN_MB", default.memory_margin_mb)),
     )

@@ -34,7 +34,9 @@ REGISTRY: dict[str, Callable[[BackendOptions], Backend]] = {
 
 _loaded: dict[str, Backend] = {}
 _options: dict[str, BackendOptions] = {}
-_locks = {name: threading.Lock() for name in REGISTRY}  # one per backend: loading one never blocks another
+# One load at a time in the process: each load's memory check (backends/memory.py) then sees what the loads
+# before it took, and two models never allocate at once. A loaded backend is served without this lock.
+_load_lock = threading.Lock()
 
 
 def configure(name: str, options: BackendOptions) -> None:
@@ -45,12 +47,16 @@ def configure(name: str, options: BackendOptions) -> None:
 def get_backend(name: str, options: BackendOptions | None = None) -> Backend:
     """The process-wide instance of backend `name`, loading it on first use (thread-safe).
 
+    A loaded backend is returned at once, even while another loads; a load waits for any load before it.
     A failed load raises and is not cached, so a later call can try again.
     """
     if name not in REGISTRY:
         raise KeyError(f"unknown backend {name!r}; choose one of {sorted(REGISTRY)}")
-    with _locks.setdefault(name, threading.Lock()):  # also for loaders registered later (tests)
-        if name not in _loaded:
+    backend = _loaded.get(name)  # a dict read is atomic: no lock for users of a loaded backend
+    if backend is not None:
+        return backend
+    with _load_lock:
+        if name not in _loaded:  # another thread may have loaded it while this one waited
             _loaded[name] = REGISTRY[name](options or _options.get(name) or BackendOptions())
         return _loaded[name]
 
@@ -62,8 +68,7 @@ def is_loaded(name: str) -> bool:
 
 def set_backend(name: str, backend: Backend) -> None:
     """Install an already-built backend (tests, or an app that loaded it eagerly)."""
-    with _locks.setdefault(name, threading.Lock()):
-        _loaded[name] = backend
+    _loaded[name] = backend
 
 
 __all__ = [

