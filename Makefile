@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet
 STAMP := $(VENV)/.installed
-TEST_TOOLS := pytest ruff playwright scikit-image
+TEST_TOOLS := pytest ruff playwright scikit-image markdown-it-py
 HOST ?= 127.0.0.1
 # Browser tests (tests/test_browser.py): Debian's Chromium (Playwright's own browser download does not work
 # here) and axe-core from npm, kept inside the venv folder (git-ignored, removed by clean-venv).

@@ -1,4 +1,5 @@
-"""Fakes the tests share: a backend that needs no model, a phone photo with EXIF and GPS, a PNG bomb."""
+"""Fakes the tests share: a backend that needs no model, a phone photo with EXIF and GPS, a PNG bomb, a photo
+of a QR code."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 import zlib
 
+import cv2
 import torch
 from PIL import Image
 
@@ -66,4 +68,15 @@ def exif_photo(tmp_path, orientation: int):
     path = tmp_path / f"rot{orientation}.jpg"
     im.save(path, exif=exif, quality=95)
     assert Image.open(path).getexif()[0x0112] == orientation
+    return path
+
+
+def qr_photo(path, payload: str):
+    """A photo of a QR code holding `payload` (made with OpenCV's encoder), on a mid-grey background: normal
+    light, so an answer about it carries no retake advice."""
+    code = cv2.QRCodeEncoder.create().encode(payload)
+    code = cv2.resize(code, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+    im = Image.new("RGB", (code.shape[1] + 160, code.shape[0] + 160), (110, 120, 130))
+    im.paste(Image.fromarray(code).convert("RGB"), (80, 80))
+    im.save(path)
     return path

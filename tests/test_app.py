@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from fakes import exif_photo, png_header_only
+from fakes import exif_photo, png_header_only, qr_photo
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from vqa_chat.backends import REGISTRY
+from vqa_chat.backends import REGISTRY, get_backend
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
@@ -210,3 +210,22 @@ def test_facts_and_describe_endpoints(app, images):
     turn = client.predict(api_name="/history")[-1]
     assert described.strip() and turn["said"] == described and turn["source"] == "model"
     assert client.predict(api_name="/chat")[-1]["text"] == described  # a turn of the chat, like the button
+
+
+def test_photo_text_reaches_the_api_exactly_as_read(client, tmp_path, monkeypatch):
+    """A QR code's payload, markup and all, comes back plain from /ask, /chat and /history, like the question
+    typed; a long one is shortened in the answer and whole in /facts."""
+    monkeypatch.setattr(get_backend("blip2"), "in_domain", lambda *args: False)  # answered from photo facts
+    payload = "[tap me](javascript:alert(1)) <script>alert(1)</script>\n# *not* a heading | `c` \\ $$x$$ &lt;"
+    question = "Scan the *QR code* <b>now</b> & [tell](me)"
+    said = ask(client, qr_photo(tmp_path / "qr.png", payload), question)
+    assert said == f'A QR code: "{payload}".'
+    turn = client.predict(api_name="/history")[-1]
+    assert (turn["question"], turn["said"], turn["source"]) == (question, said, "photo facts")
+    assert [line["text"] for line in client.predict(api_name="/chat")][-2:] == [question, said]
+
+    long = "https://example.com/?q=" + "[a](b) <i>*c*</i> " * 45  # 833 characters (OpenCV's reader misses
+    # some codes of this size; this one it reads at any scale)
+    said = ask(client, qr_photo(tmp_path / "long.png", long), "Is there a QR code?")
+    assert said == f'A QR code: "{long[:300]}…" (the first 300 of {len(long):,} characters).'
+    assert client.predict(None, api_name="/facts")["codes"] == [{"kind": "QR code", "data": long}]

@@ -2,8 +2,9 @@
 
 Covers: upload, ask, the streamed answer, a follow-up, switching backend, describing with the keyboard
 alone, stopping a long answer, the live region, focus, shortcuts, the heatmap, high contrast, 200 % zoom,
-deleting the session, and axe-core (zero serious or critical violations). Screenshots of the main states
-go to screenshots/ (git-ignored). `make test` installs Chromium (apt) and axe-core (npm, into .venv/node).
+deleting the session, photo text (a QR code's Markdown and HTML) shown verbatim, and axe-core (zero serious
+or critical violations). Screenshots of the main states go to screenshots/ (git-ignored). `make test`
+installs Chromium (apt) and axe-core (npm, into .venv/node).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import qr_photo
 from PIL import Image
 
 from vqa_chat import backends
@@ -314,3 +316,34 @@ def test_high_contrast_zoom_and_delete(page, photo, browser):
         timeout=TIMEOUT,
     )
     assert page.locator(BOT).count() == 0
+
+
+def test_photo_text_is_shown_verbatim(page, tmp_path, monkeypatch):
+    """A QR code holding Markdown, HTML and links of every scheme, and a question typed with markup: the chat
+    shows their very characters (Gradio's marked and sanitiser), and nothing in them becomes a link."""
+    monkeypatch.setattr(backends.get_backend("custom"), "in_domain", lambda *args: False)  # facts answer
+    payload = (
+        "[tap me](javascript:alert(1)) <script>alert(1)</script> <img src=x onerror=alert(1)>\n"
+        "# not a heading | a | b | `c` **d** _e_ $$x^2$$ \\ &lt; https://example.com/a_b www.example.com "
+        "a@b.co data:text/html,x file:///etc/passwd مرحبا שלום 👍"
+    )  # read by OpenCV from the photo below, exactly (checked: its reader misses some larger codes)
+    upload(page, str(qr_photo(tmp_path / "qr.png", payload)))
+    page.get_by_label("Custom").check()
+    question = page.get_by_label("Question", exact=True)
+    asked = "Scan the *QR code* <b>now</b> & [tell](me)"
+    question.fill(asked)
+    question.press("Enter")
+    wait_done(page, 1)
+    said = f'A QR code: "{payload}".'
+    assert page.locator('#chat [data-testid="user"]').last.inner_text().strip() == asked
+    answer = page.locator(BOT).last
+    assert answer.locator("p").first.inner_text() == said
+    source = "From photo facts (the Custom model wasn't trained on this)."
+    assert answer.locator("p em").inner_text() == source
+    assert answer.locator("a, img, script, code, h1, table").count() == 0
+    hrefs = page.locator("#chat a[href]").evaluate_all("links => links.map(a => a.href)")
+    assert all(href.startswith(("http://", "https://")) for href in hrefs), hrefs
+    page.wait_for_function("() => window.heard.length > 0", timeout=TIMEOUT)
+    heard = " ".join(" ".join(page.evaluate("window.heard")).split())
+    assert " ".join(said.split()) in heard  # the screen reader hears the same characters
+    page.screenshot(path=str(SHOTS / "08-verbatim.png"), full_page=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import regex  # grapheme clusters (\X), which `re` lacks
+
 from vqa_chat.photo.facts import Label, PhotoFacts
 from vqa_chat.photo.router import COLOUR_NAMES, INTENTS, intent, normalise, parts, route
 
@@ -23,6 +25,11 @@ SURE = 0.6  # the most likely thing (or family) at least this probable: "Probabl
 MAYBE = 0.25  # at least this probable: "It might be a lion or a tiger."; below: "I can't tell what this is."
 SECOND = 0.05  # the second guess is named only when at least this probable
 TEXT_CONFIDENCE = 0.5  # OCR lines below this are left out of what is read (and counted as unclear)
+# Text from the photo is quoted exactly as read, up to this many characters per OCR line or code payload;
+# longer ones are cut there with "…" and their full length said (/facts keeps the whole text). 300 keeps
+# whole a printed line (OCR reads line by line), a Wi-Fi code and an ordinary web address, while a code that
+# holds a page of text is not read out in full, in the chat and by the screen reader, for every question.
+VERBATIM_LIMIT = 300
 
 
 # --- answers --------------------------------------------------------------------------------------------
@@ -143,8 +150,22 @@ def _clear_lines(facts: PhotoFacts) -> list[str]:
     return [line.text for line in facts.text if line.confidence >= TEXT_CONFIDENCE and line.text.strip()]
 
 
+def verbatim(text: str) -> str:
+    """Photo text in quotes exactly as read; over VERBATIM_LIMIT characters, its start with "…" and its length
+    ('"https://…" (the first 300 of 4,000 characters)'), cut between graphemes (`regex`'s \\X: never between
+    a letter and its accent, or inside an emoji)."""
+    if len(text) <= VERBATIM_LIMIT:
+        return f'"{text}"'
+    cut = 0
+    for grapheme in regex.finditer(r"\X", text):
+        if grapheme.end() > VERBATIM_LIMIT:
+            break
+        cut = grapheme.end()
+    return f'"{text[:cut]}…" (the first {cut} of {len(text):,} characters)'
+
+
 def _quoted(lines: list[str]) -> str:
-    return ", ".join(f'"{line}"' for line in lines)
+    return ", ".join(verbatim(line) for line in lines)
 
 
 def read_text(facts: PhotoFacts) -> str:
@@ -216,7 +237,8 @@ def quality_answer(facts: PhotoFacts) -> str:
 def code_answer(facts: PhotoFacts) -> str:
     if not facts.codes:
         return "I don't see a QR code or barcode."
-    said = [f'{_a(c.kind)}: "{c.data}"' if c.data else f"{_a(c.kind)} I can't decode" for c in facts.codes]
+    said = [f"{_a(c.kind)}: {verbatim(c.data)}" if c.data else f"{_a(c.kind)} I can't decode"
+            for c in facts.codes]
     if len(said) == 1:
         return said[0][0].upper() + said[0][1:] + "."
     return f"{_number(len(said)).capitalize()} codes: " + "; ".join(said) + "."
@@ -305,8 +327,8 @@ def describe(facts: PhotoFacts) -> str:
         sentences.append(people_answer(facts))
     lines = _clear_lines(facts)
     if lines:
-        sentences.append(f"It says {_quoted(lines)}." if len(lines) <= 2
-                         else f"There are {_number(len(lines))} lines of text, starting \"{lines[0]}\".")
+        many = f"There are {_number(len(lines))} lines of text, starting {verbatim(lines[0])}."
+        sentences.append(f"It says {_quoted(lines)}." if len(lines) <= 2 else many)
     if facts.colours:
         sentences.append(colours_sentence(facts))
     advice = retake_advice(facts)

@@ -14,6 +14,7 @@ from vqa_chat.backends import get_backend
 from vqa_chat.chat.notes import ChatError, label
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui.a11y import Announcer, announce_value, spoken
+from vqa_chat.ui.markdown import escape
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,13 @@ def on_heatmap(session: ChatSession, backend_name: str):
         backend = get_backend(name)
         path, alt = session.heatmap_for(backend)
     except ValueError as e:
-        return gr.update(visible=False, value=None), str(e), announce_value(str(e))
+        return gr.update(visible=False, value=None), escape(str(e)), announce_value(str(e))
     except Exception as e:
         log.exception("heatmap failed")
         text = f"The {label(name)} model could not show where it looked ({type(e).__name__})."
         return gr.update(visible=False, value=None), text, announce_value(text)
-    return gr.update(visible=True, value=path, alt_text=alt), alt, announce_value(alt)
+    # the Markdown text names the user's question: shown verbatim (the picture's alt text is plain)
+    return gr.update(visible=True, value=path, alt_text=alt), escape(alt), announce_value(alt)
 
 
 def on_delete(session: ChatSession):

@@ -23,6 +23,7 @@ from vqa_chat.chat.notes import label
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui import a11y, handlers
 from vqa_chat.ui.api import add_api
+from vqa_chat.ui.markdown import escape, italic
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,15 @@ def settings_from(
 
 
 def chat_messages(session: ChatSession) -> list[dict]:
-    """The session's chat in the Chatbot's messages format: turns, pictures, notices (italic), errors (⚠️)."""
+    """The session's chat in the Chatbot's messages format: turns, pictures, notices (italic), errors (⚠️).
+
+    The session's text is plain; every piece of it is escaped here, once (markdown.py), so the chat shows the
+    exact characters of questions, answers and photo text, and only the app's own italics are Markdown."""
     out = []
     for item in session.log:
         if isinstance(item, Turn):
-            out.append({"role": "user", "content": item.question})
-            answer = item.answer.strip()
+            out.append({"role": "user", "content": escape(item.question)})
+            answer = escape(item.answer.strip())
             if item is session.pending:
                 answer = answer or "…"
             elif not answer and not item.stopped:
@@ -97,23 +101,24 @@ def chat_messages(session: ChatSession) -> list[dict]:
             if item.stopped:
                 answer = f"{answer} _(stopped)_".strip()
             elif item is not session.pending:  # hedged when unsure, retake advice when measured
-                answer = item.said() or answer
+                answer = escape(item.said()) or answer
                 likely = [(a, p) for a, p in item.alternatives if p >= 0.01]  # not the "(0%)" ones
                 if likely:
                     others = ", ".join(f"{a} ({p:.0%})" for a, p in likely)
-                    answer += f"\n\n_Other possible answers: {others}_"
+                    answer += "\n\n" + italic(f"Other possible answers: {others}")
                 if item.source != "model":
                     model = label(item.backend)
-                    answer += f"\n\n_From {item.source} (the {model} model wasn't trained on this)._"
+                    source = f"From {item.source} (the {model} model wasn't trained on this)."
+                    answer += "\n\n" + italic(source)
             out.append({"role": "assistant", "content": answer})
         elif item.image:
             out.append({"role": item.role, "content": {"path": item.image, "alt_text": item.text}})
         elif item.error:
-            out.append({"role": "assistant", "content": f"⚠️ {item.text}"})
+            out.append({"role": "assistant", "content": f"⚠️ {escape(item.text)}"})
         elif item.role == "user":
-            out.append({"role": "user", "content": item.text})
+            out.append({"role": "user", "content": escape(item.text)})
         else:
-            out.append({"role": "assistant", "content": f"_{item.text}_"})
+            out.append({"role": "assistant", "content": italic(item.text)})
     return out
 
 
