@@ -4,8 +4,8 @@ face either a person counted (sure) or only a hint (not sure).
 Chosen by measurement on a labelled set of photos (`python -m vqa_chat.bench.people`, README "Real photos,
 offline"): OpenCV's Haar face cascade with an eye check, used before, lost a portrait once it was re-saved
 as JPEG; the CNN finds every clearly visible face in the set, and faster. OpenCV's HOG people detector is
-left out: on the set its only finds above its usual threshold were false (a helmet beside a portrait), and
-it found neither person whose face was hidden. Evidence is graded so that the answers can say what they
+left out: as hints it found one of the two persons whose face was hidden, but added a false one beside five
+portraits (on a helmet). Evidence is graded so that the answers can say what they
 know and hedge the rest (people_answers.py):
 - a face scoring >= SURE_FACE is a person counted; from FACE_HINT to SURE_FACE it is a hint (small and far
   away faces score there);
