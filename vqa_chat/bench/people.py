@@ -1,6 +1,6 @@
 """People detectors compared:  python -m vqa_chat.bench.people [--detector NAME] [--list]
 
-Runs each detector on the labelled set of vqa_chat/bench/people_set.py (52 photos made from photos inside
+Runs each detector on the labelled set of vqa_chat/bench/people_set.py (54 photos made from photos inside
 installed wheels; scikit-image is a test dependency) on the same working copy photo_facts uses, and prints
 per detector: recall of "there is a person" on the clearly visible people and on all people photos,
 precision, how many no-people photos got a person claimed (counted) or hinted, how many photos with a
