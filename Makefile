@@ -63,7 +63,7 @@ space-check: $(SPACE_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VQA_CHAT_CACHE=$(SPACE_VENV)/cache $(SPACE_PY) -m vqa_chat.cli \
 		--backend custom --image assets/examples/blue_triangle.png --question "How many people are there?" \
 		| tee $(SPACE_VENV)/facts.txt
-	grep -q "No people" $(SPACE_VENV)/facts.txt
+	grep -q "I don't see anyone" $(SPACE_VENV)/facts.txt
 
 $(SPACE_STAMP): requirements.txt Makefile
 	rm -rf $(SPACE_VENV)

@@ -150,4 +150,4 @@ def test_easy_vqa_picture_still_gets_its_shape_and_other_possible_answers(chat, 
     top = backend.top_answers(patches, load_prompt("question").format(question=record["question"]))
     assert len(top) == 5 and top[0][0] == record["answers"][0] and top[0][1] > 0.5
     off_topic = chat(None, "how many people are there?")  # the same picture, a question it never learned
-    assert off_topic.source == "photo facts" and off_topic.answer == "No people that I can see."
+    assert off_topic.source == "photo facts" and off_topic.answer.startswith("I don't see anyone")

@@ -9,6 +9,7 @@ import pytest
 
 from vqa_chat.photo.answers import INTENTS, UNKNOWN_ANSWER, answer, describe, intent, retake_advice
 from vqa_chat.photo.facts import Code, Label, PhotoFacts, Region, TextLine
+from vqa_chat.photo.people_answers import NONE_SEEN
 from vqa_chat.photo.router_eval import accuracy, evaluate, read_tsv, report
 
 DATA = Path(__file__).parent / "data"
@@ -156,7 +157,18 @@ def test_people_counted_with_where_they_are():
     assert answer("how many people?", CROWD) == "Three people: one on the left and two on the right."
     assert answer("is anyone there", facts(people=[Region("face", "centre", (0.4, 0.3, 0.6, 0.6))])) == \
         "One person, in the centre."
-    assert answer("how many people?", LION) == "No people that I can see."
+    assert answer("how many people?", LION) == NONE_SEEN  # no flat "no": the detectors miss people too
+
+
+def test_weaker_evidence_is_hedged():
+    hint = Region("person", "left", (0.0, 0.2, 0.3, 1.0), sure=False)
+    sure = Region("face", "centre", (0.4, 0.3, 0.6, 0.6))
+    assert answer("how many people?", facts(people=[hint])) == "There may be one person, on the left."
+    two = facts(people=[hint, hint])
+    assert answer("how many people?", two) == "There may be two people: two on the left."
+    assert answer("is anyone there", facts(people=[hint, sure])) == \
+        "One person, in the centre, and maybe one more on the left."
+    assert "There may be one person, on the left." in describe(facts(UNSURE.labels, people=[hint]))
 
 
 def test_colours_top_one_to_three():

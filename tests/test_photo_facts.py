@@ -62,7 +62,8 @@ def test_astronaut_is_one_person(astronaut_facts):
 
 
 def test_no_person_in_an_animal_or_on_coins(astronaut):
-    assert people.find_people(np.asarray(astronaut), animal_share=0.9) == []  # an animal's "face"
+    on_animal = people.find_people(np.asarray(astronaut), animal_share=0.9)  # an animal's "face" scores high:
+    assert not any(p.sure for p in on_animal)  # on an animal photo a face is at most a hint
     assert people.find_people(np.asarray(photo("coins")), animal_share=0.0) == []  # a head on a coin
     assert people.find_people(np.asarray(photo("chelsea")), animal_share=0.0) == []
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import regex  # grapheme clusters (\X), which `re` lacks
 
 from vqa_chat.photo.facts import Label, PhotoFacts
+from vqa_chat.photo.people_answers import people_answer
 from vqa_chat.photo.router import COLOUR_NAMES, INTENTS, intent, normalise, parts, route
 
 __all__ = ["INTENTS", "answer", "describe", "intent", "retake_advice"]
@@ -34,7 +35,6 @@ VERBATIM_LIMIT = 300
 
 # --- answers --------------------------------------------------------------------------------------------
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-PLACES = {"left": "on the left", "centre": "in the centre", "right": "on the right"}
 BASIC_COLOURS = {"gray": "grey", "violet": "purple", "navy": "blue", "turquoise": "blue", "teal": "green",
                  "maroon": "red", "beige": "brown", "tan": "brown", "gold": "yellow", "golden": "yellow",
                  "silver": "grey", "cream": "white"}  # asked colour -> the basic term facts use
@@ -181,18 +181,6 @@ def read_text(facts: PhotoFacts) -> str:
     if unclear:
         said += f" {_number(unclear).capitalize()} unclear line{'s' * (unclear > 1)} left out."
     return said
-
-
-def people_answer(facts: PhotoFacts) -> str:
-    """ "One person, in the centre." / "Two people: one on the left and one on the right." """
-    n = len(facts.people)
-    if n == 0:
-        return "No people that I can see."
-    if n == 1:
-        return f"One person, {PLACES.get(facts.people[0].where, '')}.".replace(", .", ".")
-    spots = [f"{_number(sum(r.where == w for r in facts.people))} {PLACES[w]}" for w in PLACES
-             if any(r.where == w for r in facts.people)]
-    return f"{_number(n).capitalize()} people: {_join(spots)}."
 
 
 def colours_sentence(facts: PhotoFacts) -> str:

@@ -1,8 +1,9 @@
 """Photo facts: what offline parts can say about a real photo (labels, text, people, colours, light, codes).
 
 Computed once per image by `photo_facts`, from parts that ship inside PyPI wheels and load once per process:
-EfficientNet-Lite0's ImageNet head (labels.py), RapidOCR (ocr.py), OpenCV's face cascade and HOG people
-detector (people.py), colour names, light and sharpness (looks.py), OpenCV's QR and barcode readers (here).
+EfficientNet-Lite0's ImageNet head (labels.py), RapidOCR (ocr.py), libfacedetection's face CNN and OpenCV's
+HOG people detector (people.py), colour names, light and sharpness (looks.py), OpenCV's QR and barcode
+readers (here).
 Every part works on one copy of the photo whose long side is at most WORK_SIDE px, which bounds the time.
 The answers built from these facts live in answers.py.
 """
@@ -42,6 +43,7 @@ class Region:  # a face or a person
     kind: str  # "face" or "person"
     where: str  # "left", "centre" or "right" (of the picture)
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of width/height
+    sure: bool = True  # counted as a person; False: weaker evidence, answered with "may" (people.py)
 
 
 @dataclass
@@ -113,7 +115,7 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
     probs = labels.probabilities(work)
     text = [TextLine(t, c, box) for t, c, box in ocr.read_lines(work)]
     found = people.find_people(rgb, labels.animal_share(probs))
-    persons = [Region(kind, people.where(box), box) for kind, box in found]
+    persons = [Region(p.kind, people.where(p.box), p.box, p.sure) for p in found]
     level = looks.brightness(rgb)
     sharpness = looks.sharpness(rgb)
     return PhotoFacts(
