@@ -25,9 +25,11 @@ class Droppable(Protocol):
 class Budget:
     """Keeps the bytes of all stored objects under a limit, dropping the least recently stored."""
 
-    def __init__(self, limit_bytes: int | None = None, limit_from: Callable[[], int] | None = None):
+    def __init__(self, limit_bytes: int | None = None, limit_from: Callable[[], int] | None = None,
+                 after_drop: Callable[[], object] | None = None):  # fmt: skip
         self.limit = limit_bytes  # None: `limit_from()` (a setting), read when first needed
         self.limit_from = limit_from
+        self.after_drop = after_drop  # called (outside the lock) after objects were dropped
         self.sizes: OrderedDict[int, int] = OrderedDict()  # id(obj) -> bytes, least recent first
         self.refs: dict[int, weakref.ref] = {}
         self.total = 0
@@ -38,6 +40,7 @@ class Budget:
         key, size = id(obj), obj.nbytes
         if self.limit is None:
             self.limit = self.limit_from() if self.limit_from else 2**63
+        dropped = False
         with self.lock:
             self.total += size - self.sizes.pop(key, 0)
             self.sizes[key] = size
@@ -51,6 +54,9 @@ class Budget:
                 victim = self.refs.pop(old)()
                 if victim is not None:
                     victim.drop()
+                    dropped = True
+        if dropped and self.after_drop is not None:
+            self.after_drop()
 
     def forget(self, obj: Droppable) -> None:
         """`obj` is closed: it no longer counts."""
