@@ -87,3 +87,71 @@ def test_app_logs_only_with_log_dir(tmp_path):
 
     assert app.parse_args([]).log_dir is None  # the default: no log at all
     assert app.parse_args(["--log-dir", str(tmp_path)]).log_dir == str(tmp_path)
+
+
+# -- uploads shared by sessions: Gradio names an upload by its content's hash, so two visitors sending the
+# -- same photo (or clicking the same example) get the same file
+
+def test_an_upload_two_sessions_share_goes_with_the_last_of_them(fake, upload):
+    a, b = ChatSession(), ChatSession()
+    list(a.ask(str(upload), "What is it?", "fake", SETTINGS))
+    list(b.ask(str(upload), "What is it?", "fake", SETTINGS))
+    a.delete()
+    assert upload.exists()  # b still holds it
+    c = ChatSession()
+    list(c.ask(str(upload), "And now?", "fake", SETTINGS))  # a third visitor can still open it
+    b.delete()
+    assert upload.exists()  # c holds it too
+    del c  # a session Gradio drops without telling us lets go of it as well (its finaliser)
+    assert not upload.exists()
+
+
+def test_an_upload_sent_again_is_left_for_the_session_still_queued_to_read_it(fake, upload, tmp_path):
+    a = ChatSession()
+    list(a.ask(str(upload), "What is it?", "fake", SETTINGS))
+    again = exif_photo(tmp_path, 6)  # visitor b uploads the same photo: Gradio moves it onto the same path
+    os.replace(again, upload)
+    a.delete()  # a was the only holder, but b's question is still waiting in the queue
+    b = ChatSession()
+    list(b.ask(str(upload), "What is it?", "fake", SETTINGS))
+    assert b.image is not None and not Image.open(upload).getexif()
+    b.delete()
+    assert not upload.exists()  # the last holder, nothing newer: gone
+
+
+def test_examples_gradio_keeps_are_never_rewritten_or_deleted(fake, upload):
+    before = upload.read_bytes()
+    privacy.keep_files([upload])
+    try:
+        s = ChatSession()
+        list(s.ask(str(upload), "What is it?", "fake", SETTINGS))
+        s.delete()
+        assert upload.read_bytes() == before
+    finally:
+        privacy._kept.clear()
+
+
+def test_readers_never_see_half_a_rewritten_upload(upload):
+    import threading
+
+    from vqa_chat.chat.images import load_image
+
+    clean = Image.open(upload).convert("RGB")
+    done, errors = threading.Event(), []
+
+    def rewrite():
+        while not done.is_set():
+            privacy.scrub_upload(upload, clean)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            try:
+                load_image(str(upload))
+            except Exception as e:  # an empty or truncated file
+                errors.append(repr(e))
+    finally:
+        done.set()
+        writer.join()
+    assert errors == [] and sorted(p.name for p in upload.parent.iterdir()) == [upload.name]

@@ -7,7 +7,8 @@
 - No images or questions are logged unless the app runs with `--log-dir DIR` (`configure_log`): then every
   answered turn is one JSON line in DIR/chat.jsonl and each image is saved once (already cleaned) in
   DIR/images/.
-- "Delete my session" (`ChatSession.delete`) drops the session's images, cached features and history.
+- "Delete my session" (`ChatSession.delete`) drops the session's images, cached features and history; its
+  upload goes once no other session holds the same photo (`hold_upload`, `release_upload`).
 - Nothing stays on disk: the chat's thumbnails and heatmaps, and Gradio's uploads (`keep_uploads_private`),
   live in one private folder per process (`temp_dir`, mode 0700), removed when the process exits, also on
   Ctrl-C and SIGTERM (`exit_on_signals`). Thumbnails inside Gradio's own folder are served as they are, so
@@ -82,18 +83,75 @@ def is_gradio_upload(path: str | os.PathLike) -> bool:
 
 def scrub_upload(path: str | os.PathLike, clean: Image.Image) -> bool:
     """Overwrite an upload in Gradio's cache with the clean (metadata-free) pixels. Files elsewhere (a CLI
-    argument, a script's own file) are never touched. True if the file was rewritten."""
+    argument, a script's own file) are never touched. The new file is written aside and renamed into place,
+    so a session reading the same upload at that moment sees the old file or the new one, never half of one.
+    True if the file was rewritten."""
     if not is_gradio_upload(path):
         return False
+    path = Path(path)
+    staging = path.with_name(f".{uuid.uuid4().hex}{path.suffix}")
     try:
-        fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
-        clean.save(path, format=fmt)
+        clean.save(staging, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        os.replace(staging, path)
         return True
     except Exception as e:  # an odd format PIL cannot write: remove the original rather than keep it
         log.info("could not rewrite an upload (%s); removing it", type(e).__name__)
-        with contextlib.suppress(OSError):
-            os.remove(path)
+        for leftover in (staging, path):
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
         return False
+
+
+# Gradio names an upload by its content's hash: two visitors who send the same photo (or click the same
+# example) share one file. So a session does not delete an upload when it ends; it lets go of it, and the
+# file goes when the last session holding it lets go, unless the photo was uploaded anew since (its ctime
+# changed: a session still queued will read it) or Gradio keeps it (examples, default values).
+_held: dict[str, list[int]] = {}  # upload path -> [sessions holding it, its ctime after our rewrite]
+_kept: set[str] = set()  # files Gradio keeps in its cache for every visitor (keep_files)
+_held_lock = threading.Lock()
+
+
+def keep_files(paths) -> None:
+    """Files Gradio serves to every visitor (the examples): never rewritten or deleted by a session."""
+    _kept.update(str(Path(p).resolve()) for p in paths)
+
+
+def _ctime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ctime_ns
+    except OSError:
+        return None
+
+
+def hold_upload(path: str | os.PathLike, clean: Image.Image) -> str | None:
+    """A session starts using an upload: rewrite it without metadata (`scrub_upload`) and count the
+    session as one of its holders. Returns the path to hand to `release_upload` later, or None for files
+    that are not a user's upload (files outside Gradio's cache, examples)."""
+    key = str(Path(path).resolve())
+    if key in _kept or not is_gradio_upload(key):
+        return None
+    if not scrub_upload(key, clean):
+        return None
+    with _held_lock:
+        holders = _held.setdefault(key, [0, 0])
+        holders[0] += 1
+        holders[1] = _ctime(key)
+    return key
+
+
+def release_upload(path: str) -> None:
+    """A session is done with an upload (from `hold_upload`): the last holder deletes it."""
+    with _held_lock:
+        holders = _held.get(path)
+        if holders is None:
+            return
+        holders[0] -= 1
+        if holders[0] > 0:
+            return
+        del _held[path]
+        if _ctime(path) == holders[1]:  # not uploaded again since: nobody else is about to read it
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
 
 def configure_log(log_dir: str | os.PathLike | None) -> None:

@@ -52,13 +52,15 @@ class SessionFiles:
     them all; it also runs when Gradio drops a session without telling us (the session's finaliser)."""
 
     thumbnails: list[str] = field(default_factory=list)
-    uploads: list[str] = field(default_factory=list)  # our scrubbed copies in Gradio's cache (privacy.py)
+    uploads: list[str] = field(default_factory=list)  # uploads it holds (privacy.hold_upload)
     slot: ImageSlot | None = None
 
     def close(self) -> None:
-        for path in self.thumbnails + self.uploads:
+        for path in self.thumbnails:
             with contextlib.suppress(OSError):
                 os.remove(path)
+        for path in self.uploads:
+            privacy.release_upload(path)
         self.thumbnails, self.uploads = [], []
         if self.slot is not None:
             self.slot.close()
@@ -145,8 +147,9 @@ class ChatSession:
             raise self.fail(str(e)) from e
         if self._finalizer is None:
             self._finalizer = weakref.finalize(self, self.files.close)
-        if privacy.scrub_upload(source, image):
-            self.uploads.append(source)
+        held = privacy.hold_upload(source, image)
+        if held is not None:
+            self.uploads.append(held)
         thumb = privacy.save_thumbnail(image, THUMB_DIR, THUMB_SIDE)
         self.thumbnails.append(thumb)
         self.log.append(

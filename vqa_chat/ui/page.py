@@ -294,6 +294,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
             live.closed(request.session_hash)
 
         demo.unload(on_unload)
+    privacy.keep_files(set().union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values())))
     demo.queue(max_size=config.max_queue, default_concurrency_limit=4)
     return demo
 
