@@ -3,6 +3,7 @@
     python scripts/screenshot.py --out assets/screenshot.png           # the cat photo, two questions
     python scripts/screenshot.py --heatmap --out assets/heatmap.png    # a drawn triangle, shape and colour
     python scripts/screenshot.py --url http://127.0.0.1:7861/          # an app that is already running
+    python scripts/screenshot.py --image me.jpg --questions "Who is here?" --transcript  # print the chat
 
 With --heatmap it asks about the drawn triangle (the custom model's own domain), then presses "Where the
 model looked" and saves the image, heatmap and chat only.
@@ -48,6 +49,11 @@ def free_port() -> int:
 
 
 USER_MESSAGES = "() => document.querySelectorAll('#chat [data-testid=\"user\"]').length"
+
+
+# the chat as a person reads it: each question and answer in order, as the page shows them
+TRANSCRIPT = """() => [...document.querySelectorAll('#chat [data-testid="user"], #chat [data-testid="bot"]')]
+    .map((e) => (e.dataset.testid === 'user' ? 'Q: ' : 'A: ') + e.innerText.trim())"""
 
 
 # how many pixels of the chat's messages are scrolled out of view
@@ -108,6 +114,8 @@ def shoot(url: str, args, browser_dir: str) -> None:
             page.screenshot(path=args.out, clip=clip, full_page=True)
         else:
             page.screenshot(path=args.out, full_page=True)
+        if args.transcript:
+            print("\n".join(page.evaluate(TRANSCRIPT)))
         hidden = page.evaluate(CHAT_HIDDEN)
         if hidden > 0:
             print(f"note: the chat scrolls, {hidden} px of it are not in the picture (ask fewer questions)")
@@ -124,6 +132,7 @@ def main() -> None:
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for each answer")
     p.add_argument("--heatmap", action="store_true", help="show where the model looked; shoot that part")
+    p.add_argument("--transcript", action="store_true", help="print the questions and answers as shown")
     args = p.parse_args()
     image, questions = DRAWN if args.heatmap else PHOTO
     args.image, args.questions = args.image or image, args.questions or questions
