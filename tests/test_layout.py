@@ -151,9 +151,20 @@ def test_no_imports_up_the_stages():
         pytest.fail(f"{len(wrong)} import(s) up the stages {stages}:\n  " + "\n  ".join(wrong), pytrace=False)
 
 
+# Over the limit when the check was written, waiting for their split (issue 21, item 3): none may grow, and
+# each leaves this list when it is split. The list must end empty.
+NOT_YET_SPLIT = {
+    "vqa_chat/chat/session.py": 450, "vqa_chat/photo/answers.py": 364, "vqa_chat/ui/page.py": 308,
+}  # fmt: skip
+
+
 def test_modules_at_most_300_lines():
     sizes = {show(name): len(path.read_text().splitlines()) for name, path in modules().items()}
-    long = sorted(((n, path) for path, n in sizes.items() if n > MAX_LINES), reverse=True)
+    grew = [f"{p} ({sizes[p]} > {n})" for p, n in NOT_YET_SPLIT.items() if sizes.get(p, 0) > n]
+    assert not grew, f"modules waiting for their split grew: {', '.join(grew)}; split them instead"
+    long = sorted(
+        ((n, path) for path, n in sizes.items() if n > MAX_LINES and path not in NOT_YET_SPLIT), reverse=True
+    )
     if long:
         pytest.fail(
             f"{len(long)} module(s) over {MAX_LINES} lines: "
