@@ -13,8 +13,9 @@ import threading
 import time
 
 from vqa_chat import settings
-from vqa_chat.backends import REGISTRY, BackendOptions, configure, get_backend
+from vqa_chat.backends import REGISTRY, configure, get_backend
 from vqa_chat.chat import privacy
+from vqa_chat.engine.types import BackendOptions
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 

@@ -91,8 +91,8 @@ def child(folder: str, mode: str) -> None:
 
     from vqa_chat import backends
     from vqa_chat.backends import memory
-    from vqa_chat.backends.base import BackendOptions, GenerationSettings
     from vqa_chat.backends.blip2 import Blip2Backend, Blip2ForConditionalGeneration
+    from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
     def answer(backend):
         embeds = backend.encode_image(Image.new("RGB", (640, 480), "olive"))

@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from load_test import make_images, question, rss_mb  # noqa: E402  (scripts/ is on sys.path)
 
-from vqa_chat.backends import BackendOptions, configure  # noqa: E402
-from vqa_chat.backends.base import GenerationSettings  # noqa: E402
+from vqa_chat.backends import configure  # noqa: E402
 from vqa_chat.chat.session import ChatSession  # noqa: E402
+from vqa_chat.engine.types import BackendOptions, GenerationSettings  # noqa: E402
 
 
 def live_tensors() -> tuple[int, int]:

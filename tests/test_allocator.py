@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine import allocator
 from vqa_chat.engine.batching import Scheduler
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
-from vqa_chat.engine.batching import BusyError, Scheduler
+from vqa_chat.engine.batching import Scheduler
+from vqa_chat.engine.types import BackendOptions, BusyError, GenerationSettings
 
 PROMPTS = [
     "Question: what is in the picture? Answer:",

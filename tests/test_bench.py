@@ -66,9 +66,9 @@ def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
     """Its measuring part, on the tiny BLIP-2: every row, TTFTs and a decode rate below the bound."""
     from PIL import Image
 
-    from vqa_chat.backends.base import BackendOptions
     from vqa_chat.backends.blip2 import Blip2Backend
     from vqa_chat.bench.blip2_cpu import measure as measure_blip2
+    from vqa_chat.engine.types import BackendOptions
 
     backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
     image = Image.new("RGB", (40, 40), "olive")

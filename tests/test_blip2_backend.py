@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend, ModelLoadError
 from vqa_chat.engine import generation
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 PROMPT = "Question: what is in the picture? Answer:"
 FOLLOW_UP = "Question: what is in the picture? Answer: a cat Question: what color is it? Answer:"

@@ -20,9 +20,9 @@ from fakes import qr_photo
 from PIL import Image
 
 from vqa_chat import backends
-from vqa_chat.backends.base import BackendOptions
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
+from vqa_chat.engine.types import BackendOptions
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 pytestmark = pytest.mark.slow

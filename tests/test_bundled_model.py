@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import DEFAULT_MODEL, CustomBackend
 from vqa_chat.data.datasets import load_easy_vqa
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 from vqa_chat.files import sha256
 from vqa_chat.model.efficientnet_lite import load_efficientnet_lite0, weights_path
 from vqa_chat.photo.answers import UNKNOWN_ANSWER

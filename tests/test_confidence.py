@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 
 from vqa_chat.backends import custom as custom_module
-from vqa_chat.backends.base import BackendOptions, GenerationSettings, TokenLog, teacher_forced_logprobs
+from vqa_chat.backends.base import teacher_forced_logprobs
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat import confidence
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.batching import Scheduler
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
 from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
 from vqa_chat.ui.page import chat_messages

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
+from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 from vqa_chat.train.loop import tokenize
 

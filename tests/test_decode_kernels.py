@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine import decode_kernels as K
-from vqa_chat.engine.options import threads
+from vqa_chat.engine.threads import threads
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 
 @pytest.fixture

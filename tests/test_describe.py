@@ -6,9 +6,9 @@ import torch
 from fakes import FakeBackend
 from PIL import Image
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import describe
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 
 ANSWERS = {  # BLIP-2 part prompt -> answer
     "": "a man riding a red bicycle",

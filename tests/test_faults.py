@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from vqa_chat import backends
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.engine import generation
+from vqa_chat.engine.types import GenerationSettings
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from PIL import Image
 
 import vqa_chat.backends as backends
 from vqa_chat import cli
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend, qformer_cross_attention
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat import heatmap
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from vqa_chat import backends
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.budget import Budget
 from vqa_chat.chat import image_slot, session
 from vqa_chat.chat.lifetime import Lifetime, idle_text
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs, stream_to_chat
 
 IDLE_SECONDS = 2.0

@@ -15,10 +15,11 @@ from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 from vqa_chat import backends, settings
 from vqa_chat.backends import blip2, memory
-from vqa_chat.backends.base import BackendOptions, GenerationSettings, ModelLoadError
+from vqa_chat.backends.base import ModelLoadError
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 KNOWN = blip2.KNOWN_CONFIGS[blip2.DEFAULT_MODEL]  # configs/blip2-opt-2.7b.json
 REFUSED = r"BLIP-2 in float32 needs about 927\.\d GB of memory and \d+\.\d GB are free: use a GPU or"

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.engine import kv as kvlib
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 QUESTIONS = ["what is in the picture?", "what color is the car?", "how many dogs are there?",
              "where is the man?", "what is the woman holding?"]  # fmt: skip

@@ -9,9 +9,9 @@ import pytest
 from fakes import exif_photo
 from PIL import Image
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import privacy
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 
 SETTINGS = GenerationSettings(max_new_tokens=2)
 

@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings, ModelLoadError, resolve_device
+from vqa_chat.backends.base import ModelLoadError, resolve_device
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine.quantize import is_int8, quantize_int8, weight_bytes_per_token
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 
 @pytest.fixture(scope="module")

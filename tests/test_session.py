@@ -9,10 +9,10 @@ import time
 import pytest
 from PIL import Image
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.ui.page import chat_messages, stream_to_chat
 
 

@@ -12,11 +12,12 @@ from fake_vllm import FakeVLLM
 from PIL import Image
 
 from vqa_chat import backends
-from vqa_chat.backends.base import BackendOptions, BusyError, GenerationSettings, ModelLoadError
+from vqa_chat.backends.base import ModelLoadError
 from vqa_chat.backends.vllm import VLLMBackend
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import BackendOptions, BusyError, GenerationSettings
 
 
 @pytest.fixture

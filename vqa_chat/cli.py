@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqa_chat.backends import REGISTRY, BackendOptions, GenerationSettings, configure, get_backend
+from vqa_chat.backends import REGISTRY, configure, get_backend
 from vqa_chat.chat.images import ImageError, load_image
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 from vqa_chat.prompts import load_prompt
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from vqa_chat.backends.base import Backend, BackendOptions, GenerationSettings
+from vqa_chat.backends.base import Backend
+from vqa_chat.engine.types import BackendOptions
 
 
 def _load_blip2(options: BackendOptions) -> Backend:
@@ -71,7 +72,4 @@ def set_backend(name: str, backend: Backend) -> None:
     _loaded[name] = backend
 
 
-__all__ = [
-    "REGISTRY", "Backend", "BackendOptions", "GenerationSettings", "configure", "get_backend", "is_loaded",
-    "set_backend",
-]  # fmt: skip
+__all__ = ["REGISTRY", "Backend", "configure", "get_backend", "is_loaded", "set_backend"]

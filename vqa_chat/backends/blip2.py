@@ -20,18 +20,11 @@ from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip
 
 from vqa_chat import settings
 from vqa_chat.backends import memory
-from vqa_chat.backends.base import (
-    Backend,
-    BackendOptions,
-    GenerationSettings,
-    ModelLoadError,
-    TokenLog,
-    resolve_device,
-    teacher_forced_logprobs,
-)
+from vqa_chat.backends.base import Backend, ModelLoadError, resolve_device, teacher_forced_logprobs
+from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
-from vqa_chat.engine import options as engine_options
 from vqa_chat.engine.kv import PrefixCache
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
 MODEL_ENV = "VQA_CHAT_BLIP2_MODEL"
@@ -68,7 +61,7 @@ class Blip2Backend(Backend):
         self.context_length = getattr(text_config, "max_position_embeddings", None) or self.context_length
         options = options or BackendOptions()
         # the batched engine; None = one transformers `generate` per answer
-        self.scheduler = engine_options.engine(model.language_model, self.tokenizer, options)
+        self.scheduler = engine_build.engine(model.language_model, self.tokenizer, options)
 
     def new_state(self) -> PrefixCache | None:
         """The image tokens come first and do not depend on the prompt, so a follow-up turn reuses the KV
@@ -91,7 +84,7 @@ class Blip2Backend(Backend):
         kwargs = {"dtype": dtype}
         if device.startswith("cuda"):  # accelerate places the weights
             kwargs["device_map"] = "auto" if device == "cuda" else {"": device}
-        kwargs.update(engine_options.load_kwargs(options))
+        kwargs.update(engine_build.load_kwargs(options))
         if options.quantize == "8bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         elif options.quantize == "4bit":
@@ -104,7 +97,7 @@ class Blip2Backend(Backend):
             raise ModelLoadError(_load_error_message(model_id, e)) from e
         if "device_map" not in kwargs:
             model = model.to(device)
-        engine_options.apply(model.language_model, options)
+        engine_build.apply(model.language_model, options)
         return cls(model, processor, model_id, options)
 
     # ---- the vision side, once per image ----

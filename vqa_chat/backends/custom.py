@@ -32,19 +32,12 @@ from PIL import Image
 from transformers import BitsAndBytesConfig
 
 from vqa_chat import settings
-from vqa_chat.backends.base import (
-    Backend,
-    BackendOptions,
-    GenerationSettings,
-    ModelLoadError,
-    TokenLog,
-    resolve_device,
-    teacher_forced_logprobs,
-)
+from vqa_chat.backends.base import Backend, ModelLoadError, resolve_device, teacher_forced_logprobs
+from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
-from vqa_chat.engine import options as engine_options
-from vqa_chat.engine.batching import Inputs
 from vqa_chat.engine.kv import PrefixCache
+from vqa_chat.engine.request import Inputs
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
 from vqa_chat.model.vision_language_model import VisionLanguageModel
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
@@ -88,7 +81,7 @@ class CustomBackend(Backend):
             raise ModelLoadError(f"Unknown image_tokens {options.image_tokens!r}; choose question or first.")
         self.pin_image_tokens = options.image_tokens == "first"
         # the batched engine; None = one transformers `generate` per answer
-        self.scheduler = engine_options.engine(model.lm, self.tokenizer, options)
+        self.scheduler = engine_build.engine(model.lm, self.tokenizer, options)
         self.recent = RecentImageTokens()
 
     def new_state(self) -> PrefixCache | None:
@@ -100,7 +93,7 @@ class CustomBackend(Backend):
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
-        kwargs = engine_options.load_kwargs(options)
+        kwargs = engine_build.load_kwargs(options)
         if options.quantize in ("8bit", "4bit"):
             bits = {"load_in_8bit": True} if options.quantize == "8bit" else {"load_in_4bit": True}
             kwargs.update(quantization_config=BitsAndBytesConfig(**bits), device_map={"": device})
@@ -108,7 +101,7 @@ class CustomBackend(Backend):
             model = VisionLanguageModel.from_pretrained(model_id, device, dtype, **kwargs)
         except Exception as e:
             raise ModelLoadError(f"Could not load the custom model {model_id!r}: {e}") from e
-        engine_options.apply(model.lm, options)
+        engine_build.apply(model.lm, options)
         return cls(model, model_id, options)
 
     @torch.no_grad()
@@ -127,7 +120,7 @@ class CustomBackend(Backend):
         return embeds, mask, ids
 
     def lm_rows(self, items: list[tuple[torch.Tensor, str]]) -> list[tuple[torch.Tensor, list[int]]]:
-        """The engine's batched intake (batching.Inputs): for (patches [1, N, C], prompt) pairs, each one's LM
+        """The engine's batched intake (request.Inputs): for (patches [1, N, C], prompt) pairs, each one's LM
         input [T_i, D] without padding and its prompt ids, from one tokenizer and Q-Former call."""
         patches = torch.cat([p.to(self.model.device) for p, _ in items])  # [B, N, C]
         text, image, _ = self.model.read_prompts(patches, [prompt for _, prompt in items])

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from vqa_chat import settings
-from vqa_chat.backends.base import Backend, BackendOptions, BusyError, GenerationSettings, ModelLoadError
+from vqa_chat.backends.base import Backend, ModelLoadError
+from vqa_chat.engine.types import BackendOptions, BusyError, GenerationSettings
 
 URL_ENV, MODEL_ENV, KEY_ENV = "VQA_CHAT_VLLM_URL", "VQA_CHAT_VLLM_MODEL", "VQA_CHAT_VLLM_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000/v1"

@@ -27,7 +27,6 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.bench import measure as M
 from vqa_chat.bench import through_app as A
@@ -35,6 +34,7 @@ from vqa_chat.bench.report import Row, machine, text_table, write
 from vqa_chat.chat.conversation import format_prompt
 from vqa_chat.engine import decode_kernels
 from vqa_chat.engine.quantize import weight_bytes_per_token
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 
 @dataclass

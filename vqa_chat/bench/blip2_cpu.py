@@ -32,12 +32,12 @@ from PIL import Image
 from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-from vqa_chat.backends.base import BackendOptions, GenerationSettings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.bench import measure as M
 from vqa_chat.bench.report import Row, machine, text_table, write
-from vqa_chat.engine.options import engine_threads
 from vqa_chat.engine.quantize import weight_bytes_per_token
+from vqa_chat.engine.threads import engine_threads
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "blip2-opt-2.7b.json"
 NEEDS_GB = 20  # fp32 model + int8 LM copy + activations

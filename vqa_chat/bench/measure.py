@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.engine.generation import generate_kwargs
+from vqa_chat.engine.types import GenerationSettings
 
 
 def median(xs: list[float]) -> float:

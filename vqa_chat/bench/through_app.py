@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.images import load_image
+from vqa_chat.engine.types import GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENS = GenerationSettings().max_new_tokens  # the app's default answer length cap

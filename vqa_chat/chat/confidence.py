@@ -1,7 +1,7 @@
 """Honest uncertainty: how sure the model was of its answer, and what the chat says when it was not.
 
 While an answer is generated the engine records the log-probability of every answer token under the model
-(the log-softmax of the raw logits it chose the token from: backends/base.py `TokenLog`), so judging it
+(the log-softmax of the raw logits it chose the token from: engine/types.py `TokenLog`), so judging it
 costs no second pass. An answer the chat did not generate token by token (BLIP-2's composed description,
 judged by its caption) is scored with one teacher-forced forward pass over `[image tokens][prompt][answer]`
 instead (`answer_logprobs`): the same quantity. The answer's confidence is a statistic of those (the mean

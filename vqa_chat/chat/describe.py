@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
 
-from vqa_chat.backends.base import GenerationSettings
+from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.prompts import PROMPTS_DIR, load_prompt
 
 PART_MAX_TOKENS = 24  # each BLIP-2 part is a short answer

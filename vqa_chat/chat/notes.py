@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vqa_chat.backends.base import BusyError
 from vqa_chat.chat.conversation import Turn
+from vqa_chat.engine.types import BusyError
 
 BACKEND_LABELS = {"blip2": "BLIP-2", "custom": "Custom", "vllm": "vLLM"}
 

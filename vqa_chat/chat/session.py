@@ -25,12 +25,13 @@ import torch
 from PIL import Image
 
 from vqa_chat import backends
-from vqa_chat.backends.base import Backend, GenerationSettings, TokenLog
+from vqa_chat.backends.base import Backend
 from vqa_chat.chat import confidence, describe, heatmap, privacy
 from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
 from vqa_chat.chat.image_slot import ImageSlot
 from vqa_chat.chat.images import ImageError, load_image
 from vqa_chat.chat.notes import BACKEND_LABELS, ChatError, Note, failure_message, label, short, transcript
+from vqa_chat.engine.types import GenerationSettings, TokenLog
 from vqa_chat.photo import answers
 from vqa_chat.photo import facts as photo
 from vqa_chat.photo.facts import PhotoFacts

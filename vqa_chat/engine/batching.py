@@ -22,25 +22,24 @@ from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
-from vqa_chat.backends.base import BusyError, GenerationSettings, TokenLog
 from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
-from vqa_chat.engine.options import threads
 from vqa_chat.engine.prefill import prefill
+from vqa_chat.engine.request import DONE, Generation, Inputs, Request
+from vqa_chat.engine.threads import threads
+from vqa_chat.engine.types import BusyError, GenerationSettings, TokenLog
 
 log = logging.getLogger(__name__)
-_DONE = object()
 _schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
 
@@ -51,60 +50,6 @@ def _close_all() -> None:
         scheduler.close()
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """An LM input the engine builds itself, in one call with those of the other requests that arrived at the
-    same time: `build([item, ...])` -> [(embeds [T, D], prompt ids), ...] (e.g. the custom model's tokenizer
-    and Q-Former over all the new questions at once)."""
-
-    build: Callable[[list], list[tuple[torch.Tensor, list[int]]]]
-    item: object  # this request's part of the call, e.g. (image patches, prompt)
-
-
-@dataclass(eq=False)
-class Request:
-    embeds: torch.Tensor | None  # [T, D] the whole LM input of this turn (None until `inputs` builds it)
-    settings: GenerationSettings
-    prompt_ids: list[int] | None = None  # for the no-echo rule
-    stop: threading.Event | None = None  # the chat's Stop button
-    state: kvlib.PrefixCache | None = None  # reused and refreshed; None = no reuse
-    log: TokenLog | None = None  # filled with the answer's token log-probs as they are chosen
-    retry_min_new_tokens: int = 0  # > 0 only on the empty-answer retry: EOS is forbidden this long
-    inputs: Inputs | None = None  # how to build `embeds` and `prompt_ids` when they are None
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    cancelled: threading.Event = field(default_factory=threading.Event)  # the reader went away
-    # running state (init=False: a fresh one for a retry made with dataclasses.replace)
-    generated: list[int] = field(init=False, default_factory=list)
-    fed: list[torch.Tensor] = field(init=False, default_factory=list)  # generated tokens' embeddings, [D]
-    n_real: int = field(init=False, default=0)  # KV positions of this row (its prompt + tokens fed back)
-    sampler: Sampler | None = field(init=False, default=None)
-    text: TextStream | None = field(init=False, default=None)
-    stopped: bool = field(init=False, default=False)
-    done: bool = field(init=False, default=False)  # its reader got the end (or an error)
-
-    def halted(self) -> bool:
-        return self.cancelled.is_set() or (self.stop is not None and self.stop.is_set())
-
-
-class Generation:
-    """What `Scheduler.submit` returns: iterate it for the answer's text."""
-
-    def __init__(self, request: Request):
-        self.request = request
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            while True:
-                item = self.request.out.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.request.cancelled.set()  # reader gone (or done): the row leaves at the next step
-
-
 class Scheduler:
     """Batches the decoding of all chats on one causal LM (one instance per loaded backend)."""
 
@@ -112,7 +57,7 @@ class Scheduler:
         self, lm, tokenizer, max_batch: int = 16, max_waiting: int = 64, decode_lm=None, threads: int = 0
     ):
         self.lm, self.tokenizer = lm, tokenizer
-        self.threads = threads  # CPU threads of this engine's work (0 = torch's setting), see options.py
+        self.threads = threads  # CPU threads of this engine's work (0 = torch's setting), see threads.py
         self.decode_lm = decode_lm or lm  # decode steps (an int8 copy with --quantize int8); prefill: lm
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.eos = eos_ids(lm)
@@ -329,7 +274,7 @@ class Scheduler:
             with self.cv:
                 self.waiting.appendleft(replace(r, retry_min_new_tokens=retry))
             return
-        self._done(r, _DONE)
+        self._done(r, DONE)
 
     def _fail(self, r: Request, error: BaseException) -> None:
         if r.done:

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vqa_chat.engine.options import threads
+from vqa_chat.engine.threads import threads
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 4  # decode rows (chats) up to which the compiled kernel beats MKL on this CPU

@@ -14,8 +14,8 @@ import math
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.engine import generation
+from vqa_chat.engine.types import GenerationSettings
 
 
 class Sampler:

@@ -27,7 +27,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from vqa_chat.backends.base import GenerationSettings, TokenLog
+from vqa_chat.engine.types import GenerationSettings, TokenLog
 
 ECHO_NGRAM = 4  # the answer may not repeat this many consecutive prompt tokens
 RETRY_MIN_NEW_TOKENS = 3  # the retry after an empty answer forbids EOS for this many tokens

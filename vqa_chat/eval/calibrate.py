@@ -23,11 +23,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vqa_chat.backends import BackendOptions, GenerationSettings, configure, get_backend
-from vqa_chat.backends.base import TokenLog
+from vqa_chat.backends import configure, get_backend
 from vqa_chat.chat import confidence
 from vqa_chat.chat.images import load_image
 from vqa_chat.data.datasets import VQA_DATASETS, load
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
 from vqa_chat.eval.vqa_metric import question_accuracy
 from vqa_chat.prompts import load_prompt
 from vqa_chat.train.data import easy_vqa_description

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vqa_chat.backends import Backend, BackendOptions, GenerationSettings, configure, get_backend
+from vqa_chat.backends import Backend, configure, get_backend
 from vqa_chat.chat.images import load_image
 from vqa_chat.data.datasets import VQA_DATASETS, load, load_vqa_json, to_official, write_official
+from vqa_chat.engine.types import BackendOptions, GenerationSettings
 from vqa_chat.eval.failures import failures_markdown, summary_table
 from vqa_chat.eval.vqa_metric import evaluate
 from vqa_chat.prompts import load_prompt

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import gradio as gr
 
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat.lifetime import Lifetime
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 
 
 def _settings(max_new_tokens) -> GenerationSettings:

@@ -15,12 +15,12 @@ import gradio as gr
 
 from vqa_chat import settings as env
 from vqa_chat.backends import REGISTRY
-from vqa_chat.backends.base import GenerationSettings
 from vqa_chat.chat import privacy
 from vqa_chat.chat.conversation import Turn
 from vqa_chat.chat.lifetime import Lifetime
 from vqa_chat.chat.notes import label
 from vqa_chat.chat.session import ChatSession
+from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.ui import a11y, handlers
 from vqa_chat.ui.api import add_api
 from vqa_chat.ui.markdown import escape, italic

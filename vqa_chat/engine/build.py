@@ -1,10 +1,13 @@
-"""Speed options of a loaded language model, shared by the backends (see BackendOptions).
+"""The engine of a loaded language model, built as its options ask (BackendOptions, engine/types.py): the
+batched scheduler or plain `generate`, an int8 decode copy, compiled decode kernels, its threads; and the
+LM's own load-time options (attention implementation, compile). Shared by the backends.
 
 CPU (what this repository's numbers are measured on):
 - `engine="batched"` (default): our scheduler (batching.py) decodes all sessions' answers together and
   reuses each session's conversation prefix KV cache (kv.py). `engine="generate"`: one transformers
   `generate` call per answer, no reuse (the baseline the benchmark compares against).
-- `engine_threads` (default: half the cores): CPU threads of the engine thread's prefill and decode steps.
+- `engine_threads` (default: half the cores): CPU threads of the engine thread's prefill and decode steps
+  (threads.py).
 - `decode_kernels=True` (default): the fp32 LM's large Linear layers run decode steps of up to 4 rows on
   compiled matrix-vector kernels (decode_kernels.py: ~2x MKL's speed for these memory-bound products),
   compiled at load; prefill, training and larger batches use F.linear as before.
@@ -28,12 +31,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-from contextlib import contextmanager
 
 import torch
 
-from vqa_chat.backends.base import BackendOptions
+from vqa_chat.engine.threads import engine_threads
+from vqa_chat.engine.types import BackendOptions
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +72,6 @@ def engine(lm: torch.nn.Module, tokenizer, options: BackendOptions):
             decode_kernels.warm_up(decode_lm)
     threads = engine_threads(options)
     return Scheduler(lm, tokenizer, options.max_batch, options.max_waiting, decode_lm, threads)
-
-
-def engine_threads(options: BackendOptions) -> int:
-    """CPU threads of the engine thread: `options.engine_threads`, or half the cores (0), so that the rest
-    serve the web app, image encoding and photo facts beside it. Measured on this 2-core machine (one engine
-    thread): a short answer through the app 280-290 ms instead of 305-390 ms with two, and 200-232 ms
-    asked directly against 195-265 ms; inside a worker thread, two OpenMP threads also made a decode step
-    of the LM slower (69-75 ms against 43-46 ms with one). On a GPU the threads only launch kernels."""
-    return options.engine_threads or max(1, (os.cpu_count() or 2) // 2)
-
-
-@contextmanager
-def threads(n: int):
-    """Run the block with `n` CPU threads in this thread (0: as it is). torch.set_num_threads sets this
-    thread's OpenMP and MKL counts; the process-wide figure torch.get_num_threads reports (which other
-    threads' parallel loops also read) is `n` for the block's duration, then restored."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != before:
-            torch.set_num_threads(before)
 
 
 def apply(lm: torch.nn.Module, options: BackendOptions) -> torch.nn.Module:
