@@ -1,24 +1,25 @@
 """Photo facts: what offline parts can say about a real photo (labels, text, people, colours, light, codes).
 
 Computed once per image by `photo_facts`, from parts that ship inside PyPI wheels and load once per process:
-EfficientNet-Lite0's ImageNet head (labels.py), RapidOCR (ocr.py), libfacedetection's face CNN and OpenCV's
-HOG people detector (people.py), colour names, light and sharpness (looks.py), OpenCV's QR and barcode
-readers (here).
+EfficientNet-Lite0's ImageNet head (labels.py), RapidOCR (ocr.py), libfacedetection's face CNN (people.py),
+colour names, light, sharpness and text polarity (looks.py), OpenCV's QR and barcode readers (codes.py).
 Every part works on one copy of the photo whose long side is at most WORK_SIDE px, which bounds the time.
 The answers built from these facts live in answers.py.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from vqa_chat.photo import labels, looks, ocr, people
+from vqa_chat.photo.codes import Code, find_codes
+
+__all__ = ["Code", "Label", "PhotoFacts", "Region", "TextLine", "cut_edges", "cut_off", "find_codes",
+           "photo_facts", "working_copy"]
 
 WORK_SIDE = 1024  # the long side (px) of the copy every part works on (never enlarged)
 EDGE = 0.01  # a text box this close to an edge (fraction of the side) counts as cut off
@@ -47,12 +48,6 @@ class Region:  # a face or a person
 
 
 @dataclass
-class Code:
-    kind: str  # "QR code" or "barcode"
-    data: str  # the decoded content
-
-
-@dataclass
 class PhotoFacts:
     width: int  # pixels
     height: int  # pixels
@@ -65,6 +60,9 @@ class PhotoFacts:
     sharpness: float  # variance of the Laplacian on a fixed-size grey copy
     blurry: bool  # sharpness below the blur threshold
     text_cut_off: bool  # some text touches the picture's edge
+    text_edges: list[str]  # the edges text touches: "left", "right", "top", "bottom"
+    text_turn: int  # degrees the picture was turned (counter-clockwise) to read its text upright
+    light_text: bool  # the text is light on a dark ground (a lit screen or display)
     codes: list[Code]  # QR codes and barcodes found
     seconds: float  # time to compute
 
@@ -79,32 +77,17 @@ def working_copy(image: Image.Image) -> Image.Image:
     return rgb
 
 
-@functools.cache
-def code_readers() -> tuple[cv2.QRCodeDetector, cv2.barcode.BarcodeDetector]:
-    """OpenCV's QR code and barcode readers, made once per process."""
-    return cv2.QRCodeDetector(), cv2.barcode.BarcodeDetector()
-
-
-def find_codes(rgb: np.ndarray) -> list[Code]:
-    """QR codes and barcodes that could be decoded, in the order found."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    qr_reader, barcode_reader = code_readers()
-    codes = []
-    found, texts, _, _ = qr_reader.detectAndDecodeMulti(grey)
-    if found:
-        codes += [Code("QR code", text) for text in texts if text]
-    for picture in (grey, cv2.GaussianBlur(grey, (5, 5), 0)):  # the reader misses some crisp or fine bars
-        found, texts, _, _ = barcode_reader.detectAndDecodeWithType(picture)
-        barcodes = [Code("barcode", text) for text in texts if text] if found else []
-        if barcodes:
-            return codes + barcodes
-    return codes
+def cut_edges(lines: list[TextLine]) -> list[str]:
+    """The picture's edges that some text box touches, in the order left, right, top, bottom."""
+    boxes = np.asarray([line.box for line in lines], dtype=float).reshape(-1, 4)
+    touched = {"left": boxes[:, 0] < EDGE, "right": boxes[:, 2] > 1 - EDGE, "top": boxes[:, 1] < EDGE,
+               "bottom": boxes[:, 3] > 1 - EDGE}
+    return [edge for edge, hits in touched.items() if hits.any()]
 
 
 def cut_off(lines: list[TextLine]) -> bool:
     """True when some text box touches the picture's edge."""
-    boxes = [line.box for line in lines]
-    return any(min(x0, y0) < EDGE or max(x1, y1) > 1 - EDGE for x0, y0, x1, y1 in boxes)
+    return bool(cut_edges(lines))
 
 
 def photo_facts(image: Image.Image) -> PhotoFacts:
@@ -113,7 +96,8 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
     work = working_copy(image)
     rgb = np.asarray(work)
     probs = labels.probabilities(work)
-    text = [TextLine(t, c, box) for t, c, box in ocr.read_lines(work)]
+    reading = ocr.read(work)
+    text = [TextLine(t, c, box) for t, c, box in reading.lines]
     found = people.find_people(rgb, labels.animal_share(probs))
     persons = [Region(p.kind, people.where(p.box), p.box, p.sure) for p in found]
     level = looks.brightness(rgb)
@@ -124,6 +108,8 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
         text=text, people=persons, colours=looks.colours(rgb),
         brightness=level, light=looks.light(level),
         sharpness=sharpness, blurry=sharpness < looks.BLURRY_BELOW,
-        text_cut_off=cut_off(text), codes=find_codes(rgb),
+        text_cut_off=cut_off(text), text_edges=cut_edges(text), text_turn=reading.turn,
+        light_text=bool(text) and looks.light_on_dark(rgb, [line.box for line in text]),
+        codes=find_codes(rgb),
         seconds=time.perf_counter() - start,
     )
