@@ -19,11 +19,12 @@ HELDOUT_FLOOR = 0.87  # 0.9 x the 0.969 (248/256) measured once on router_heldou
 
 
 def facts(labels=(), text=(), people=(), colours=(("white", 0.6), ("grey", 0.2), ("brown", 0.1)),
-          light="normal", blurry=False, cut=False, codes=()) -> PhotoFacts:
+          light="normal", blurry=False, cut=False, codes=(), edges=("right",), light_text=False) -> PhotoFacts:
     return PhotoFacts(width=640, height=480, labels=list(labels), text=list(text), people=list(people),
                       colours=list(colours), brightness={"very dark": 0.05, "dark": 0.2}.get(light, 0.5),
                       light=light, sharpness=10.0 if blurry else 300.0, blurry=blurry, text_cut_off=cut,
-                      codes=list(codes), seconds=0.1)
+                      codes=list(codes), seconds=0.1, text_edges=list(edges) if cut else [],
+                      light_text=light_text)
 
 
 LION = facts([Label("lion", 0.85, "big cat"), Label("cougar", 0.05, "big cat"),

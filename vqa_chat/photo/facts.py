@@ -10,7 +10,7 @@ The answers built from these facts live in answers.py.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,7 @@ __all__ = ["Code", "Label", "PhotoFacts", "Region", "TextLine", "cut_edges", "cu
 
 WORK_SIDE = 1024  # the long side (px) of the copy every part works on (never enlarged)
 EDGE = 0.01  # a text box this close to an edge (fraction of the side) counts as cut off
+CLIPPED = 0.5  # ... and so does one nearer to an edge than this many times its letter height
 
 
 @dataclass
@@ -59,12 +60,12 @@ class PhotoFacts:
     light: str  # "very dark", "dark", "normal", "bright", "very bright"
     sharpness: float  # variance of the Laplacian on a fixed-size grey copy
     blurry: bool  # sharpness below the blur threshold
-    text_cut_off: bool  # some text touches the picture's edge
-    text_edges: list[str]  # the edges text touches: "left", "right", "top", "bottom"
-    text_turn: int  # degrees the picture was turned (counter-clockwise) to read its text upright
-    light_text: bool  # the text is light on a dark ground (a lit screen or display)
+    text_cut_off: bool  # some text runs off the picture's edge (text_edges says which)
     codes: list[Code]  # QR codes and barcodes found
     seconds: float  # time to compute
+    text_edges: list[str] = field(default_factory=list)  # the edges text touches: left, right, top, bottom
+    text_turn: int = 0  # degrees the picture was turned (counter-clockwise) to read its text upright
+    light_text: bool = False  # the text is light on a dark ground (a lit screen or display)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,17 +78,23 @@ def working_copy(image: Image.Image) -> Image.Image:
     return rgb
 
 
-def cut_edges(lines: list[TextLine]) -> list[str]:
-    """The picture's edges that some text box touches, in the order left, right, top, bottom."""
-    boxes = np.asarray([line.box for line in lines], dtype=float).reshape(-1, 4)
-    touched = {"left": boxes[:, 0] < EDGE, "right": boxes[:, 2] > 1 - EDGE, "top": boxes[:, 1] < EDGE,
-               "bottom": boxes[:, 3] > 1 - EDGE}
-    return [edge for edge, hits in touched.items() if hits.any()]
+def cut_edges(lines: list[TextLine], width: int = 1, height: int = 1) -> list[str]:
+    """The picture's edges that some text runs off, in the order left, right, top, bottom: its box touches
+    the edge, or ends nearer to it than CLIPPED x its letter height (the detector's box stops before a
+    letter cut in half)."""
+    touched = dict.fromkeys(("left", "right", "top", "bottom"), False)
+    for x0, y0, x1, y1 in (line.box for line in lines):
+        letter = min((x1 - x0) * width, (y1 - y0) * height)  # a line's short side is its letter height
+        near_x, near_y = max(EDGE, CLIPPED * letter / width), max(EDGE, CLIPPED * letter / height)
+        for edge, gap, near in (("left", x0, near_x), ("right", 1 - x1, near_x), ("top", y0, near_y),
+                                ("bottom", 1 - y1, near_y)):
+            touched[edge] = touched[edge] or gap < near
+    return [edge for edge, hit in touched.items() if hit]
 
 
-def cut_off(lines: list[TextLine]) -> bool:
-    """True when some text box touches the picture's edge."""
-    return bool(cut_edges(lines))
+def cut_off(lines: list[TextLine], width: int = 1, height: int = 1) -> bool:
+    """True when some text runs off the picture's edge (see cut_edges)."""
+    return bool(cut_edges(lines, width, height))
 
 
 def photo_facts(image: Image.Image) -> PhotoFacts:
@@ -98,6 +105,7 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
     probs = labels.probabilities(work)
     reading = ocr.read(work)
     text = [TextLine(t, c, box) for t, c, box in reading.lines]
+    edges = cut_edges(text, work.width, work.height)
     found = people.find_people(rgb, labels.animal_share(probs))
     persons = [Region(p.kind, people.where(p.box), p.box, p.sure) for p in found]
     level = looks.brightness(rgb)
@@ -108,7 +116,7 @@ def photo_facts(image: Image.Image) -> PhotoFacts:
         text=text, people=persons, colours=looks.colours(rgb),
         brightness=level, light=looks.light(level),
         sharpness=sharpness, blurry=sharpness < looks.BLURRY_BELOW,
-        text_cut_off=cut_off(text), text_edges=cut_edges(text), text_turn=reading.turn,
+        text_cut_off=bool(edges), text_edges=edges, text_turn=reading.turn,
         light_text=bool(text) and looks.light_on_dark(rgb, [line.box for line in text]),
         codes=find_codes(rgb),
         seconds=time.perf_counter() - start,

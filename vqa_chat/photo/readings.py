@@ -11,6 +11,8 @@ word ("3.49", "NOW 3.49"). Times: hours:minutes ("12:45", "7:05 PM").
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 MON = r"(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*\.?"
 YEAR = r"(\d{4}|\d{2})"
+FIRST_YEAR, LAST_YEAR = 1990, 2099  # a "date" outside these years is some other number
 KINDS = (  # (what the date is, the words printed before it); the first that matches names it
     ("Best before", r"BEST\s*BEFORE|BEST\s*BY|BEST\s*IF\s*USED\s*BY|BBE|BB|MHD|DLUO|BEST\s*BEF"),
     ("Use by", r"USE\s*BY|USE\s*BEFORE|CONSUME\s*BY"),
@@ -37,6 +40,8 @@ class Date:
     kind: str  # "Best before", "Use by", "Expires", "Sell by", "Made" or "" (a date without a date word)
     said: str  # the date in words: "12 March 2027", "March 2027", "12 March or 3 December 2027"
     written: str  # as printed
+    last: datetime.date | None  # the last day it covers (a month's last day); None when day and month
+    # could be either way round
 
 
 @dataclass
@@ -49,26 +54,38 @@ def _year(text: str) -> int:
     return int(text) + 2000 if len(text) == 2 else int(text)
 
 
-def _valid(day: int, month: int, year: int) -> bool:
-    return 1 <= month <= 12 and 1 <= day <= 31 and 1990 <= year <= 2099
+def _day(day: int, month: int, year: int) -> tuple[str, datetime.date] | None:
+    try:
+        return f"{day} {MONTHS[month - 1]} {year}", datetime.date(year, month, day)
+    except (ValueError, IndexError):
+        return None
+
+
+def _month(month: int, year: int) -> tuple[str, datetime.date] | None:
+    if not (1 <= month <= 12 and FIRST_YEAR <= year <= LAST_YEAR):
+        return None
+    return f"{MONTHS[month - 1]} {year}", datetime.date(year, month, calendar.monthrange(year, month)[1])
 
 
 def _month_name(text: str) -> int:
     return next(i for i, name in enumerate(MONTHS, 1) if name.upper().startswith(text[:3]))
 
 
-def _numeric(a: int, b: int, year: int, dots: bool) -> str | None:
-    """A day/month pair in words: day first with dots or a first number over 12, month first with a second
-    number over 12, both readings when either could be the month."""
+def _numeric(a: int, b: int, year: int, dots: bool) -> tuple[str, datetime.date | None] | None:
+    """A day/month pair in words (and the day): day first with dots or a first number over 12, month first
+    with a second number over 12, both readings (and no day) when either could be the month."""
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        return None
     if dots or a > 12 or a == b:
-        return f"{a} {MONTHS[b - 1]} {year}" if _valid(a, b, year) else None
+        return _day(a, b, year)
     if b > 12:
-        return f"{b} {MONTHS[a - 1]} {year}" if _valid(b, a, year) else None
-    return f"{a} {MONTHS[b - 1]} or {b} {MONTHS[a - 1]} {year}" if _valid(a, b, year) else None
+        return _day(b, a, year)
+    return (f"{a} {MONTHS[b - 1]} or {b} {MONTHS[a - 1]} {year}", None) if _day(a, b, year) else None
 
 
-def _dates_in(text: str, keyword: bool) -> list[tuple[str, str]]:
-    """(said, written) for each date in one upper-cased line; month-year digits only with `keyword`."""
+def _dates_in(text: str, keyword: bool) -> list[tuple[str, str, datetime.date | None]]:
+    """(said, written, last day) for each date in one upper-cased line; month-year digits only with
+    `keyword`."""
     found, rest = [], text
 
     def take(pattern: str, said) -> None:
@@ -76,24 +93,21 @@ def _dates_in(text: str, keyword: bool) -> list[tuple[str, str]]:
         for m in list(re.finditer(pattern, rest)):
             words = said(m)
             if words:
-                found.append((words, m.group(0).strip()))
+                found.append((words[0], m.group(0).strip(), words[1]))
                 rest = rest.replace(m.group(0), " " * len(m.group(0)), 1)
 
-    take(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b", lambda m: _numeric(
-        int(m[3]), int(m[2]), int(m[1]), True) if 1990 <= int(m[1]) <= 2099 else None)
+    take(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b",  # year first: 2027-03-12
+         lambda m: _numeric(int(m[3]), int(m[2]), int(m[1]), True))
     take(r"\b(\d{1,2})([/.\-])(\d{1,2})\2" + YEAR + r"\b",
          lambda m: _numeric(int(m[1]), int(m[3]), _year(m[4]), m[2] == "."))
-    take(r"\b(\d{1,2})\s*[-/ ]?\s*" + MON + r"\s*[-/ ]?\s*" + YEAR + r"\b", lambda m: _numeric(
-        int(m[1]), _month_name(m[2]), _year(m[3]), True))
+    take(r"\b(\d{1,2})\s*[-/ ]?\s*" + MON + r"\s*[-/ ]?\s*" + YEAR + r"\b",
+         lambda m: _numeric(int(m[1]), _month_name(m[2]), _year(m[3]), True))
     take(r"\b" + MON + r"\s+(\d{1,2}),?\s+(\d{4})\b",
          lambda m: _numeric(int(m[2]), _month_name(m[1]), int(m[3]), True))
-    take(r"\b" + MON + r"\s*[-/ ]?\s*" + YEAR + r"\b",
-         lambda m: f"{MONTHS[_month_name(m[1]) - 1]} {_year(m[2])}" if _valid(1, 1, _year(m[2])) else None)
-    take(r"\b(\d{1,2})\s*[/\-.]\s*(\d{4})\b",
-         lambda m: f"{MONTHS[int(m[1]) - 1]} {m[2]}" if _valid(1, int(m[1]), int(m[2])) else None)
+    take(r"\b" + MON + r"\s*[-/ ]?\s*" + YEAR + r"\b", lambda m: _month(_month_name(m[1]), _year(m[2])))
+    take(r"\b(\d{1,2})\s*[/\-.]\s*(\d{4})\b", lambda m: _month(int(m[1]), int(m[2])))
     if keyword:
-        take(r"\b(\d{1,2})\s*[/\- ]\s*(\d{2}|\d{4})\b", lambda m: (
-            f"{MONTHS[int(m[1]) - 1]} {_year(m[2])}" if _valid(1, int(m[1]), _year(m[2])) else None))
+        take(r"\b(\d{1,2})\s*[/\- ]\s*(\d{2}|\d{4})\b", lambda m: _month(int(m[1]), _year(m[2])))
     return found
 
 
@@ -109,8 +123,8 @@ def dates(lines: list[str]) -> list[Date]:
         kind = _kind(text)
         if not kind and i and not re.search(r"[A-Z]{2,}", re.sub(MON, "", text)):  # a line of just a date
             kind = _kind(lines[i - 1].upper())
-        for said, written in _dates_in(text, bool(kind)):
-            found = Date(kind, said, written)
+        for said, written, last in _dates_in(text, bool(kind)):
+            found = Date(kind, said, written, last)
             if found not in out:
                 out.append(found)
     return out
@@ -118,7 +132,7 @@ def dates(lines: list[str]) -> list[Date]:
 
 def _without_dates(line: str) -> str:
     text = line.upper()
-    for _, written in _dates_in(text, bool(_kind(text))):
+    for _, written, _ in _dates_in(text, bool(_kind(text))):
         text = text.replace(written, " ")
     return text
 

@@ -4,8 +4,9 @@ A question is first normalised: lower case, contractions spelled out ("what's" -
 fixed (a short list, plus words one edit away from the rules' key words), "colour" read as "color", and
 polite wrappers ("can you tell me", "please", "and ...") taken off the ends. Then RULES are tried in
 order and the first one with a matching phrase gives the intent; nothing matching is "unknown". The order
-matters: specific things first (codes, "read it", questions no photo fact can answer, "is it blurry"),
-then colour, text, light, quality, people, describe, identify, and last "is there a ...".
+matters: specific things first (codes, dates, prices, clock times, "read it", questions no photo fact can
+answer, "is it blurry" or "is the text cut off"), then colour, text, light, quality, people, describe,
+identify, and last "is there a ...".
 
 `parts` splits one message into its questions ("what is this and what colour is it?").
 Measured with `python -m vqa_chat.photo.router_eval FILE...`.
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import re
 
-INTENTS = ("identify", "describe", "read", "colour", "people", "light", "quality", "code", "presence",
-           "unknown")
+INTENTS = ("identify", "describe", "read", "colour", "people", "light", "quality", "code", "presence", "date",
+           "price", "time", "unknown")
 
 # --- normalising --------------------------------------------------------------------------------------
 SPELLING = {  # common typos and chat spellings -> what the rules know
@@ -103,19 +104,37 @@ STATES = ("open", "closed", "shut", "locked", "unlocked", "full", "empty", "clea
 RULES = (  # (intent, phrases): the first rule with a phrase found in the question wins; phrases are regexes
     ("code", (r"qr", r"bar ?codes?", r"upc", r"scan\w*",
               r"(?<!zip )(?<!area )(?<!pin )(?<!promo )(?<!post )codes?")),
+    ("date", (r"expir\w*", r"best before", r"best by", r"use by", r"sell by", r"dates?", r"dated",
+              r"still (?:good|ok|okay|fine|edible|safe|fresh)",
+              r"(?:gone|go|goes|going|went) (?:bad|off|sour)",
+              r"out of date", r"past (?:its|the) (?:date|best)", r"shelf life",
+              r"when (?:does|will|did) (?:it|this|that|the \w+) (?:expire|go off|run out)")),
+    ("price", (r"cost\w*", r"prices?", r"priced", r"how much for",
+               r"how much (?:is|are|does|do|did|will|would) (?:it|this|that|these|those|they|one|the \w+)"
+               r"(?: (?:cost|costs|be|sell for|go for))?$")),
+    ("read", (r"what time (?:does|do|is|are|will) .*\b(?:open|close|start|end|leave|arrive|depart)\w*",)),
+    ("time", (r"what time is it", r"what is the time", r"the time (?:is|now|shown|on)", r"^the time$",
+              r"(?:tell|read|give) (?:me )?the time", r"time on (?:the|this|that|my)",
+              r"what time is (?:on|shown|showing|displayed)",
+              r"(?:clock|watch|timer) (?:say|says|show|shows|read|reads|display|displays)",
+              r"what time (?:does|do|is) (?:the|this|that|my|it) (?:clock|watch|display|screen|oven|microwave"
+              r"|phone|stove|timer)")),
     ("read", (r"^read", r"read (?:it|this|that|the|me|out|aloud|to)", r"say", r"says", r"according to")),
     ("unknown", (  # no photo fact answers these: money, age, feelings, weather, time, states of things...
-        r"how much (?:is|are|does|do|did|money|it|this|that|for|will)", r"cost\w*", r"prices?", r"priced",
-        r"worth", r"how old", r"age", r"happy", r"sad", r"angry", r"upset", r"smil\w+", r"mood", r"feel\w*",
+        r"how much (?:is|are|does|do|did|money|it|this|that|for|will)", r"worth", r"how old", r"age",
+        r"happy", r"sad", r"angry", r"upset", r"smil\w+", r"mood", r"feel\w*",
         r"emotions?", r"weather", r"rain\w*", r"snow\w*", r"sunny", r"temperature", r"degrees", r"what time",
         r"what day", r"today", r"denomination", r"bills?", r"dollars?", r"money", r"coins?", r"currency",
-        r"safe", r"still good", r"gone bad", r"doing", r"wearing", r"(?:he|she|they) (?:is |are )?\w+ing",
+        r"safe", r"doing", r"wearing", r"(?:he|she|they) (?:is |are )?\w+ing",
         r"which way", r"directions? to", r"exit", r"^why", r"channel", r"songs?", r"music", r"score",
         r"setting", r"set to", r"asleep", r"awake", r"sleeping", r"the right way", r"way up", r"upside down",
         r"right side up", r"which side", r"front or back", r"^who (?:is|are) (?:this|that|it|he|she|they)",
         r"(?:" + "|".join(APPLIANCES) + r")s? (?:is |are )?(?:on|off|running|working)",
         r"^(?:is|are)\b.*\b(?:" + "|".join(STATES) + ")$")),
-    ("quality", (r"blur\w*", r"focus\w*", r"unfocused", r"fuzzy", r"cut off", r"cut (?:\w+ )?off", r"cropped",
+    ("quality", (r"(?:all|whole|entire|rest) (?:of )?(?:the )?(?:text|label|words|writing|sign|page)",
+                 r"(?:text|label|words|writing|sign|page) (?:is |are )?(?:all |fully |completely )?"
+                 r"(?:in (?:the )?(?:frame|picture|photo|shot)|visible|showing)",
+                 r"blur\w*", r"focus\w*", r"unfocused", r"fuzzy", r"cut off", r"cut (?:\w+ )?off", r"cropped",
                  r"readable", r"legible", r"clear", r"clearly", r"did i get", r"get it all", r"is it all in",
                  r"in the frame", r"in frame", r"retake", r"shaky", r"everything in (?:the|this|my) " + PHOTO,
                  r"whole \w+ in (?:the|this|my) " + PHOTO, r"whole \w+ (?:showing|visible|there)",
@@ -125,8 +144,8 @@ RULES = (  # (intent, phrases): the first rule with a phrase found in the questi
     ("colour", (r"colors?", r"colored", r"hue", r"shade of", r"shades",
                 r"^(?:is|are) (?!there)\w+.*\b(?:" + "|".join(COLOUR_NAMES) + ")")),  # "is it red?"
     ("read", (r"text", r"texts", r"written", r"writing", r"write", r"words?", r"letters?", r"labels?",
-              r"titled?", r"name of", r"names?(?! this)", r"author", r"expir\w*", r"best before", r"use by",
-              r"sell by", r"dates?", r"numbers?", r"address", r"street", r"ingredients", r"instructions",
+              r"titled?", r"name of", r"names?(?! this)", r"author", r"numbers?", r"address", r"street",
+              r"ingredients", r"instructions",
               r"directions", r"dosage", r"brand", r"flavou?r", r"signs?", r"screen", r"display", r"menu",
               r"recipe", r"page", r"document", r"receipt", r"handwriting", r"spell\w*", r"printed",
               r"caption", r"headline", r"note", r"message", r"saying", r"isbn", r"calories", r"nutrition\w*",
