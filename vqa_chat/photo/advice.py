@@ -8,9 +8,14 @@ light would not help). It names the one thing to change; cut-off text says which
 
 from __future__ import annotations
 
+import re
+
 from vqa_chat.photo.facts import EDGE, PhotoFacts
 from vqa_chat.photo.text_answers import read_something, runs_off, text_cut
 from vqa_chat.photo.wording import PLACES, join
+
+FRAMING = re.compile(r"\b(?:cut|crop\w*|frame\w*|whole|entire|all|everything|visible|get it"
+                     r"|in the (?:picture|photo|shot))\b")  # a question about what the frame holds
 
 
 def advice(facts: PhotoFacts, kinds: tuple[str, ...]) -> str | None:
@@ -55,9 +60,10 @@ def _person_cut(facts: PhotoFacts) -> str | None:
     return None
 
 
-def quality_answer(facts: PhotoFacts) -> str:
-    """The one thing to change, or what the photo is like; whether text or a person is cut by the frame,
-    and, for anything else, that the frame cannot be checked (the classifier does not say where it is)."""
+def quality_answer(facts: PhotoFacts, question: str = "") -> str:
+    """The one thing to change, or what the photo is like; whether text is cut by the frame; asked about
+    the framing, whether a person is, and for anything else that it cannot be checked (the classifier does
+    not say where the thing is)."""
     problems = [word for word, bad in ((facts.light, facts.light in ("very dark", "dark", "very bright")),
                                        ("blurry", facts.blurry)) if bad]
     if not problems:
@@ -68,6 +74,8 @@ def quality_answer(facts: PhotoFacts) -> str:
     said = [retake_advice(facts) or state]
     if facts.text and not facts.text_cut_off:
         said.append("No text is cut off.")
+    if not FRAMING.search(question):
+        return " ".join(said)
     person = _person_cut(facts)
     if person:
         said.append(person)

@@ -61,7 +61,8 @@ TEXT_CARRIERS = {  # ImageNet labels of things that carry printed text: their la
     "beer bottle", "ring binder", "cardboard box / carton", "envelope", "lotion", "packet", "pill bottle",
     "soda bottle", "sunscreen", "water bottle", "wine bottle", "website", "comic book", "crossword",
     "traffic or street sign", "menu", "monitor", "CRT monitor", "mobile phone", "scoreboard", "digital clock",
-    "odometer", "milk can", "plastic bag", "book jacket", "notebook computer", "library", "bookcase"}
+    "odometer", "milk can", "plastic bag", "dust jacket", "notebook computer", "library", "bookcase",
+    "bookstore"}
 
 
 def _pct(p: float) -> str:
@@ -260,7 +261,7 @@ ANSWERS = {
     "colour": colour_answer,
     "people": lambda text, facts: people_answer(facts),
     "light": lambda text, facts: light_answer(facts),
-    "quality": lambda text, facts: quality_answer(facts),
+    "quality": lambda text, facts: quality_answer(facts, text),
     "code": lambda text, facts: code_answer(facts),
     "date": lambda text, facts: date_answer(facts),
     "price": lambda text, facts: price_answer(facts),

@@ -21,6 +21,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 MON = r"(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*\.?"
 YEAR = r"(\d{4}|\d{2})"
 FIRST_YEAR, LAST_YEAR = 1990, 2099  # a "date" outside these years is some other number
+CENTURY_PIVOT = 70  # a two-digit year from this up is in the 1900s
 KINDS = (  # (what the date is, the words printed before it); the first that matches names it
     ("Best before", r"BEST\s*BEFORE|BEST\s*BY|BEST\s*IF\s*USED\s*BY|BBE|BB|MHD|DLUO|BEST\s*BEF"),
     ("Use by", r"USE\s*BY|USE\s*BEFORE|CONSUME\s*BY"),
@@ -51,7 +52,10 @@ class Time:
 
 
 def _year(text: str) -> int:
-    return int(text) + 2000 if len(text) == 2 else int(text)
+    """A printed year; two digits are 20xx, or 19xx from CENTURY_PIVOT up ("95": 1995)."""
+    if len(text) != 2:
+        return int(text)
+    return int(text) + (1900 if int(text) >= CENTURY_PIVOT else 2000)
 
 
 def _day(day: int, month: int, year: int) -> tuple[str, datetime.date] | None:
