@@ -5,15 +5,15 @@ Reading order: lines whose vertical extents mostly overlap are one row, read lef
 bottom; but when an empty vertical strip (a gutter) splits the lines into two columns, each stretch of
 them between lines that cross the gutter (a title over both) is read column by column. Two sides whose
 lines sit in the same rows are a table (a name and its price) and stay read row by row, unless both sides
-look like prose: three or more lines each, of similar widths. Prose columns whose lines happen to share
-rows exactly are therefore read as columns, and a table of two wide columns of three rows or more is too.
+look like prose: three or more lines each, of PROSE_CHARACTERS or more on average. So a table whose two
+columns both hold long entries is read column by column.
 """
 
 from __future__ import annotations
 
 MIN_GUTTER = 0.03  # an empty vertical strip at least this wide (fraction of the width) splits columns
 SAME_ROW = 0.5  # lines overlapping vertically by this share of the shorter one are in one row
-PROSE_WIDTHS = 0.6  # two sides whose mean line widths are within this ratio read like prose columns
+PROSE_CHARACTERS = 10  # two sides whose lines hold this many characters on average read like prose
 
 
 def _overlap(a: tuple, b: tuple) -> bool:
@@ -44,8 +44,8 @@ def gutter(lines: list) -> float | None:
     return best[1] if best else None
 
 
-def _mean_width(lines: list) -> float:
-    return sum(line[2][2] - line[2][0] for line in lines) / len(lines)
+def _prose(lines: list) -> bool:
+    return len(lines) >= 3 and sum(len(line[0]) for line in lines) >= PROSE_CHARACTERS * len(lines)
 
 
 def _is_table(left: list, right: list) -> bool:
@@ -54,8 +54,7 @@ def _is_table(left: list, right: list) -> bool:
     shared = sum(any(_overlap(a[2], b[2]) for b in big) for a in small)
     if shared < 0.5 * len(small):
         return False
-    widths = sorted((_mean_width(left), _mean_width(right)))
-    return not (len(small) >= 3 and widths[0] >= PROSE_WIDTHS * widths[1])
+    return not (_prose(left) and _prose(right))
 
 
 def _stretch(lines: list, x: float) -> list:

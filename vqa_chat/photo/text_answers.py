@@ -152,9 +152,12 @@ def _is_words(text: str) -> bool:
 
 def label_lead(facts: PhotoFacts) -> str | None:
     """What the label names, to lead an answer to "what is this?": 'A label: "TOMATO SOUP", 305 g.', or
-    "A display showing 12:45.", or 'A page of text, starting "..."'; None without clear text."""
+    "A display showing 12:45.", 'A screen: "..."' (light text in a dark photo), 'A page of text, starting
+    "..."', or a code's contents; None without clear text or a code."""
     lines = clear(facts)
     texts = [line.text for line in lines]
+    if not lines:
+        return code_sentences(facts)[0] if code_sentences(facts) else None
     shown = [t.said for t in times(texts) if t.alone]
     if shown:
         return f"A display showing {shown[0]}."
@@ -166,4 +169,5 @@ def label_lead(facts: PhotoFacts) -> str | None:
     tallest = max(_height(line, facts) for line in words)
     name = [line.text for line in words if _height(line, facts) >= NAME_HEIGHT * tallest][:NAME_LINES]
     extra = sizes(texts)[:1] + [f"price {p}" for p in prices(texts)[:1]]
-    return f"A label: {verbatim(' '.join(name))}" + "".join(f", {e}" for e in extra) + "."
+    kind = "A screen" if facts.light_text and facts.light in ("very dark", "dark") else "A label"
+    return f"{kind}: {verbatim(' '.join(name))}" + "".join(f", {e}" for e in extra) + "."
