@@ -94,7 +94,7 @@ def test_a_small_qr_code_is_read_from_an_upscaled_copy():
     small = cv2.resize(code, (60, 60), interpolation=cv2.INTER_AREA)
     canvas = np.full((480, 640, 3), 255, np.uint8)
     canvas[200:260, 300:360] = small[:, :, None]
-    assert codes._read(canvas[:, :, 0]) == []  # not at its own size
+    assert codes._read(canvas[:, :, 0]) == ([], True)  # located, not decoded at its own size
     assert codes.find_codes(canvas) == [codes.Code("QR code", "https://example.org/menu")]
 
 

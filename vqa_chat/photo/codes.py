@@ -39,44 +39,36 @@ def readers() -> Readers:
     return Readers(cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco(), cv2.barcode.BarcodeDetector())
 
 
-def _qr_texts(grey: np.ndarray) -> list[str]:
+def _read(grey: np.ndarray) -> tuple[list[Code], bool]:
+    """The codes every reader decodes (each once), and whether any reader located a code at all."""
     r = readers()
-    texts = []
-    found, many, _, _ = r.qr.detectAndDecodeMulti(grey)
-    texts += list(many) if found else []
-    texts.append(r.qr.detectAndDecode(grey)[0])
+    found, many, points, _ = r.qr.detectAndDecodeMulti(grey)
+    located = bool(found)
+    qr = list(many) if found else []
+    text, points, _ = r.qr.detectAndDecode(grey)
+    located = located or points is not None
+    qr.append(text)
     found, many, _, _ = r.qr_aruco.detectAndDecodeMulti(grey)
-    texts += list(many) if found else []
-    return texts
-
-
-def _barcode_texts(grey: np.ndarray) -> list[str]:
-    for picture in (grey, cv2.GaussianBlur(grey, (5, 5), 0)):
-        found, texts, _, _ = readers().barcode.detectAndDecodeWithType(picture)
+    located = located or bool(found)
+    qr += list(many) if found else []
+    bars = []
+    for picture in (grey, cv2.GaussianBlur(grey, (5, 5), 0)):  # the reader misses some crisp or fine bars
+        found, texts, _, _ = r.barcode.detectAndDecodeWithType(picture)
+        located = located or bool(found)
         if found and any(texts):
-            return list(texts)
-    return []
-
-
-def _located(grey: np.ndarray) -> bool:
-    """True when a reader finds something shaped like a code (decoded or not)."""
-    r = readers()
-    return bool(r.qr.detect(grey)[0] or r.qr_aruco.detectMulti(grey)[0] or r.barcode.detect(grey)[0])
-
-
-def _read(grey: np.ndarray) -> list[Code]:
-    codes = [Code("QR code", t) for t in _qr_texts(grey)] + [Code("barcode", t) for t in _barcode_texts(grey)]
+            bars = list(texts)
+            break
     unique = []
-    for code in codes:
+    for code in [Code("QR code", t) for t in qr] + [Code("barcode", t) for t in bars]:
         if code.data and code not in unique:
             unique.append(code)
-    return unique
+    return unique, located
 
 
 def find_codes(rgb: np.ndarray) -> list[Code]:
     """QR codes and barcodes that could be decoded (QR codes first), each once."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    codes = _read(grey)
-    if not codes and max(grey.shape) * UPSCALE <= UPSCALE_MAX_SIDE and _located(grey):
-        codes = _read(cv2.resize(grey, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC))
+    codes, located = _read(grey)
+    if not codes and located and max(grey.shape) * UPSCALE <= UPSCALE_MAX_SIDE:
+        codes, _ = _read(cv2.resize(grey, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC))
     return codes

@@ -96,3 +96,16 @@ def unturn(box: tuple, turn: int) -> tuple[float, float, float, float]:
     if turn == 270:
         return (y0, 1 - x1, y1, 1 - x0)
     return (x0, y0, x1, y1)
+
+
+def turn_box(box: tuple, turn: int) -> tuple[float, float, float, float]:
+    """A box on the picture as given, measured on the picture turned by `turn` degrees counter-clockwise
+    (the inverse of `unturn`)."""
+    x0, y0, x1, y1 = box
+    if turn == 90:
+        return (y0, 1 - x1, y1, 1 - x0)
+    if turn == 180:
+        return (1 - x1, 1 - y1, 1 - x0, 1 - y0)
+    if turn == 270:
+        return (1 - y1, x0, 1 - y0, x1)
+    return (x0, y0, x1, y1)

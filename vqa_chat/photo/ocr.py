@@ -8,10 +8,12 @@ would need a word list, and a guess would change what the label says.
 Turned text: RapidOCR reads a line whose box is tall as a line turned by 90 degrees, and its angle
 classifier flips upside-down crops; but lines of a turned page come out in the wrong order, and many are
 missed. So the angle classifier is asked about every detected box (cheap: 48 x 192 crops): when most of the
-text is turned, the picture is read again turned upright. When the first pass reads little text although
-boxes were detected ("OK" turned sideways has a square box), the picture is read again turned by 90 and
-by 270 degrees, and the reading with the most confident characters is kept. A picture with no text box
-costs no second pass.
+text is turned, the picture is read again turned upright (a second detection pass). When the first pass
+reads little text although boxes were detected ("OK" turned sideways has a square box), each box's crop is
+read again turned by 90 and by 270 degrees (recognition only); when that reads little too (sideways lines
+merged into one box), the picture is read once more turned a quarter (the angle classifier sets lines
+upside down right, so one pass serves both quarter turns). The reading with the most confident
+characters is kept. A picture with no text box costs nothing more.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from vqa_chat.photo.layout import reading_order, unturn
+from vqa_chat.photo.layout import reading_order, turn_box, unturn
 
 OCR_SIDE = 800  # the long side (px) the picture is scaled down to before detection
 MIN_CONFIDENCE = 0.5  # lines the recogniser is less sure of are dropped
@@ -77,9 +79,20 @@ def _pass(rgb: Image.Image) -> tuple[list[Line], list[np.ndarray]]:
         box = (float(xy[:, 0].min() / rgb.width), float(xy[:, 1].min() / rgb.height),
                float(xy[:, 0].max() / rgb.width), float(xy[:, 1].max() / rgb.height))
         text, confidence = text.strip(), float(confidence)
-        if confidence >= MIN_CONFIDENCE and (len(text) > 1 or (text and confidence >= LONE_CHARACTER)):
+        if _kept(text, confidence):
             lines.append((text, confidence, box))
     return lines, corners
+
+
+def _kept(text: str, confidence: float) -> bool:
+    return confidence >= MIN_CONFIDENCE and (len(text) > 1 or (bool(text) and confidence >= LONE_CHARACTER))
+
+
+def _crop(pixels: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """The upright rectangle around a box's corners."""
+    x0, y0 = np.floor(xy.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(xy.max(axis=0)).astype(int)
+    return pixels[max(0, y0):y1, max(0, x0):x1]
 
 
 def _score(lines: list[Line]) -> float:
@@ -93,9 +106,7 @@ def text_turn(rgb: Image.Image, corners: list[np.ndarray]) -> int:
     pixels = np.asarray(rgb)
     crops, areas, tall = [], [], []
     for xy in corners:
-        x0, y0 = np.floor(xy.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(xy.max(axis=0)).astype(int)
-        crop = pixels[max(0, y0):y1, max(0, x0):x1]
+        crop = _crop(pixels, xy)
         if crop.size == 0:
             continue
         tall.append(crop.shape[0] >= TALL * crop.shape[1])
@@ -114,12 +125,41 @@ def text_turn(rgb: Image.Image, corners: list[np.ndarray]) -> int:
     return turn if votes[turn] > TURNED_SHARE * sum(votes.values()) else 0
 
 
-def _turned(rgb: Image.Image, turn: int, check: bool = False) -> list[Line]:
-    """The lines read on the picture turned by `turn` degrees; with `check`, none when the turned text
-    comes out upside down (the other quarter turn is the right one)."""
-    turned = rgb.rotate(turn, expand=True)
+def _turned(rgb: Image.Image, turn: int) -> list[Line]:
+    """The lines read on the picture turned by `turn` degrees (boxes on the turned picture)."""
+    lines, _ = _pass(rgb.rotate(turn, expand=True))
+    return lines
+
+
+def _quarter(rgb: Image.Image) -> tuple[list[Line], int]:
+    """One pass on the picture turned a quarter counter-clockwise; its text comes out upright or upside down
+    (the angle classifier reads each line either way), so one pass covers both quarter turns: the lines,
+    on the picture turned the way that sets them upright, and that turn."""
+    turned = rgb.rotate(90, expand=True)
     lines, corners = _pass(turned)
-    return [] if check and lines and text_turn(turned, corners) == 180 else lines
+    if not lines or text_turn(turned, corners) != 180:
+        return lines, 90
+    return [(text, conf, turn_box(unturn(box, 90), 270)) for text, conf, box in lines], 270
+
+
+def _sideways(rgb: Image.Image, corners: list[np.ndarray], turn: int) -> list[Line]:
+    """Each detected box's crop read turned by `turn` (90 or 270) degrees, without detecting again (boxes on
+    the picture turned that way): short words turned sideways have square boxes RapidOCR reads unturned."""
+    pixels = np.asarray(rgb)
+    found = [(xy, _crop(pixels, xy)) for xy in corners]
+    found = [(xy, crop) for xy, crop in found if crop.size]
+    if not found:
+        return []
+    crops = [np.ascontiguousarray(np.rot90(crop, turn // 90)[:, :, ::-1]) for _, crop in found]
+    results, _ = engine().text_rec(crops)
+    lines = []
+    for (xy, _), result in zip(found, results):
+        text, confidence = str(result[0]).strip(), float(result[1])
+        box = (float(xy[:, 0].min() / rgb.width), float(xy[:, 1].min() / rgb.height),
+               float(xy[:, 0].max() / rgb.width), float(xy[:, 1].max() / rgb.height))
+        if _kept(text, confidence):
+            lines.append((text, confidence, turn_box(box, turn)))
+    return lines
 
 
 def read(image: Image.Image) -> Reading:
@@ -132,11 +172,15 @@ def read(image: Image.Image) -> Reading:
         again = _turned(rgb, upright)
         if _score(again) >= KEEP_UPRIGHT * _score(best):
             best, turn = again, upright
-    if corners and _score(best) < LITTLE_TEXT:  # boxes but little read: perhaps text turned sideways
-        for angle in (a for a in (90, 270) if a != upright):
-            again = _turned(rgb, angle, check=True)
+    if corners and _score(best) < LITTLE_TEXT:  # boxes but little read: perhaps words turned sideways
+        for angle in (90, 270):
+            again = _sideways(rgb, corners, angle)
             if _score(again) > _score(best):
                 best, turn = again, angle
+    if corners and _score(best) < LITTLE_TEXT and upright not in (90, 270):  # lines merged into one box
+        again, angle = _quarter(rgb)
+        if _score(again) > _score(best):
+            best, turn = again, angle
     ordered = reading_order(best)
     return Reading([(text, conf, unturn(box, turn)) for text, conf, box in ordered], turn)
 
