@@ -228,10 +228,11 @@ def identify_answer(facts: PhotoFacts) -> str:
 
 def describe(facts: PhotoFacts) -> str:
     """Describe on a real photo in about three short sentences: what it is (left out when unsure and there
-    are people), people, text, colours; retake advice when light, sharpness or cut-off text call for it."""
+    are people, text or a code to say instead), people, text, codes, colours; retake advice when light,
+    sharpness or cut-off text call for it."""
     top = best_guess(facts.labels)
     unsure = top is None or top.probability < MAYBE
-    sentences = [] if unsure and facts.people else [what_it_is(facts)]
+    sentences = [] if unsure and (facts.people or _clear_lines(facts) or facts.codes) else [what_it_is(facts)]
     if facts.people:
         sentences.append(people_answer(facts))
     lines = _clear_lines(facts)

@@ -23,7 +23,7 @@ __all__ = ["Code", "Label", "PhotoFacts", "Region", "TextLine", "cut_edges", "cu
 
 WORK_SIDE = 1024  # the long side (px) of the copy every part works on (never enlarged)
 EDGE = 0.01  # a text box this close to an edge (fraction of the side) counts as cut off
-CLIPPED = 0.5  # ... and so does one nearer to an edge than this many times its letter height
+CLIPPED = 0.3  # ... and so does one nearer to an edge than this share of its letter height
 
 
 @dataclass

@@ -18,6 +18,7 @@ TEXT_CONFIDENCE = 0.5  # OCR lines below this are left out of what is read (and 
 NAME_HEIGHT = 0.6  # lines at least this share of the tallest line's height make up a label's name
 NAME_LINES = 3  # at most this many lines make up a label's name
 PAGE_LINES = 5  # this many clear lines or more are a page of text, not a label
+PROSE = 25  # ... and so are two or more whose lines average this many characters
 MOVES = {"top": "up", "bottom": "down", "left": "to the left", "right": "to the right"}
 OPPOSITE = ({"left", "right"}, {"top", "bottom"})
 WHERE_DATES_ARE = "Dates are often printed on the lid, the base or a seam: try another side."
@@ -161,7 +162,7 @@ def label_lead(facts: PhotoFacts) -> str | None:
     shown = [t.said for t in times(texts) if t.alone]
     if shown:
         return f"A display showing {shown[0]}."
-    if len(lines) >= PAGE_LINES:
+    if len(lines) >= PAGE_LINES or (len(lines) >= 2 and sum(map(len, texts)) >= PROSE * len(lines)):
         return f"A page of text, starting {verbatim(lines[0].text)}."
     words = [line for line in lines if _is_words(line.text)]
     if not words:
