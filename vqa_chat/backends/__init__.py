@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import torch
+
 from vqa_chat.backends.base import Backend
 from vqa_chat.engine.types import BackendOptions
 
@@ -67,9 +69,16 @@ def is_loaded(name: str) -> bool:
     return name in _loaded
 
 
+def imagenet_features(encodings: dict) -> torch.Tensor | None:
+    """The ImageNet head's features (Backend.imagenet_features) from the first loaded backend whose cached
+    encoding of a picture (backend name -> encode_image output) holds them; None when none does."""
+    found = (_loaded[name].imagenet_features(embeds) for name, embeds in encodings.items() if name in _loaded)
+    return next((head for head in found if head is not None), None)
+
+
 def set_backend(name: str, backend: Backend) -> None:
     """Install an already-built backend (tests, or an app that loaded it eagerly)."""
     _loaded[name] = backend
 
 
-__all__ = ["REGISTRY", "Backend", "configure", "get_backend", "is_loaded", "set_backend"]
+__all__ = ["REGISTRY", "Backend", "configure", "get_backend", "imagenet_features", "is_loaded", "set_backend"]

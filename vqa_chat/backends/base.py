@@ -119,6 +119,12 @@ class Backend(ABC):
         """The k likeliest short answers with their probabilities, or [] when the model has no answer head."""
         return []
 
+    def imagenet_features(self, image_embeds) -> torch.Tensor | None:
+        """What the photo facts' ImageNet head takes (photo/labels.py: EfficientNet-Lite0's 1280 head channels
+        averaged over the picture, [1, 1280]), read from this backend's `encode_image(image)` when it holds
+        them, so that the facts need not run that network again; None when it does not (the default)."""
+        return None
+
     def attention_map(self, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
         """Where the model looked for `prompt`: weights over the patch grid [grid, grid] summing to 1
         (chat/heatmap.py). `image_embeds` is `encode_image(image)` when the caller has it.

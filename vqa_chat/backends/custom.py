@@ -164,6 +164,12 @@ class CustomBackend(Backend):
         embeds, mask = self.model.lm_inputs(extra["image"], ids, torch.ones_like(ids))  # [1, Q + P, D]
         return embeds, mask, [ids[0].tolist()]
 
+    def imagenet_features(self, image_embeds: torch.Tensor) -> torch.Tensor | None:
+        """When the encoder is EfficientNet-Lite0 its patches keep the head features (head_features): the
+        photo facts' ImageNet head on them gives labels.py's probabilities when both networks saw the same
+        pixels, i.e. for square pictures (photo/labels.py reused; README, Real photos, offline)."""
+        return self.model.vision.head_features(image_embeds)
+
     @property
     def knows_its_domain(self) -> bool:
         return self.model.domain is not None

@@ -411,8 +411,8 @@ class ChatSession:
         if slot is None:
             raise ChatError(self.ended_message or "There is no image yet: add one first.")
         facts = slot.facts
-        if facts is None:
-            facts = photo.photo_facts(slot.image)
+        if facts is None:  # a loaded backend's cached encoding may hold the classifier's features: one pass
+            facts = photo.photo_facts(slot.image, backends.imagenet_features(slot.all_features))
             slot.keep_facts(facts)
         return facts
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vqa_chat.photo import labels, looks, ocr, people
@@ -97,12 +98,16 @@ def cut_off(lines: list[TextLine], width: int = 1, height: int = 1) -> bool:
     return bool(cut_edges(lines, width, height))
 
 
-def photo_facts(image: Image.Image) -> PhotoFacts:
-    """All the facts about one photo (the parts are loaded on first use, once per process)."""
+def photo_facts(image: Image.Image, features: torch.Tensor | None = None) -> PhotoFacts:
+    """All the facts about one photo (the parts are loaded on first use, once per process). `features`: the
+    ImageNet head's input [1, 1280] when a backend's encoding of the photo holds it (imagenet_features of
+    backends/): used instead of a second pass of the network when it saw the classifier's pixels
+    (labels.reused)."""
     start = time.perf_counter()
     work = working_copy(image)
     rgb = np.asarray(work)
-    probs = labels.probabilities(work)
+    probs = labels.reused(features, image.size)
+    probs = labels.probabilities(work) if probs is None else probs
     reading = ocr.read(work)
     text = [TextLine(t, c, box) for t, c, box in reading.lines]
     edges = cut_edges(text, work.width, work.height)
