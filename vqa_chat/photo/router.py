@@ -115,10 +115,12 @@ RULES = (  # (intent, phrases): the first rule with a phrase found in the questi
     ("price", (r"cost\w*", r"prices?", r"priced", r"how much for", r"(?:the|my|a) total",
                r"how much\b.*\b(?:receipt|menu|tags?|labels?|stickers?|shelf|sign|bill)",
                r"how many (?:dollars|euros|pounds|bucks) (?:is|are|does|do) (?:it|this|that|these|those)\b",
-               r"how much (?:is|are|does|do|did|will|would) (?:it|this|that|these|those|they|one|the \w+)"
+               r"how much (?:is|are|does|do|did|will|would) (?:it|this|that|these|those|they|one"
+               r"|(?:the|this|that|these|those|my) (?!worth\b)\w+)"
                r"(?: (?:cost|costs|be|sell for|go for))?$")),
     ("read", (r"what time (?:does|do|is|are|will) .*\b(?:open|close|start|end|leave|arrive|depart)\w*",)),
-    ("time", (r"what time is it", r"what is the time", r"the time (?:is|now|shown|on)", r"^the time$",
+    ("time", (r"what time is it", r"^what time it is$", r"what is the time", r"the time (?:is|now|shown|on)",
+              r"^the time$",
               r"(?:tell|read|give) (?:me )?the time", r"time on (?:the|this|that|my)",
               r"what time is (?:on|shown|showing|displayed)",
               r"(?:clock|watch|timer) (?:say|says|show|shows|read|reads|display|displays)",
