@@ -6,8 +6,10 @@ the classifier's probabilities (SURE / MAYBE bands, families merged: "Probably a
 tabby cat."), and says "I can't answer that offline; the BLIP-2 backend can." when no fact answers it.
 Retake advice comes only from the measured light, sharpness and cut-off text, never because the
 classifier is unsure, and only when it helps: no light advice once text or a code was read, or when the
-text is light on a dark ground (a lit screen); it names the one thing to change. The answers about text,
-dates, prices, times and codes live in text_answers.py.
+text is light on a dark ground (a lit screen); it names the one thing to change. This module keeps what
+the photo shows (the hedged guess, colours, "is there a ...", Describe) and routes each question; the
+answers about text, dates, prices, times and codes live in text_answers.py, the advice in advice.py, the
+people in people_answers.py and the shared wording (verbatim quotes) in wording.py.
 """
 
 from __future__ import annotations
