@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, os.environ.get("PYTHONPATH") or str(Path(__file__).resolve().parent.parent))
 
 from vqa_chat import backends  # noqa: E402
-from vqa_chat.engine.types import BackendOptions, GenerationSettings  # noqa: E402
 from vqa_chat.bench.facts import sample_photos  # noqa: E402
 from vqa_chat.chat.session import ChatSession  # noqa: E402
+from vqa_chat.engine.types import BackendOptions, GenerationSettings  # noqa: E402
 from vqa_chat.model.efficientnet_lite import EfficientNetLite0  # noqa: E402
 from vqa_chat.photo import labels  # noqa: E402
 
