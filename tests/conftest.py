@@ -53,9 +53,9 @@ def fake(monkeypatch):
         raise OSError("weights not reachable offline")
 
     for name, backend in made.items():
-        monkeypatch.setitem(backends.REGISTRY, name, lambda options, b=backend: b)
+        monkeypatch.setitem(backends.REGISTRY, name, backends.Entry(lambda options, b=backend: b))
         monkeypatch.setitem(backends._loaded, name, backend)  # undone after the test
-    monkeypatch.setitem(backends.REGISTRY, "broken", broken)
+    monkeypatch.setitem(backends.REGISTRY, "broken", backends.Entry(broken))
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)  # every piece is an update: deterministic steps
     return made
 

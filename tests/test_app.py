@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from vqa_chat.backends import REGISTRY, get_backend
+from vqa_chat.backends import REGISTRY, Entry, get_backend
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
@@ -36,7 +36,7 @@ def cannot_load(options):
 def app(tiny_blip2_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
-        mp.setitem(REGISTRY, "broken", cannot_load)
+        mp.setitem(REGISTRY, "broken", Entry(cannot_load))
         demo = build_app(AppConfig(backend="blip2"))
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
@@ -215,7 +215,7 @@ def test_facts_and_describe_endpoints(app, images):
 def test_photo_text_reaches_the_api_exactly_as_read(client, tmp_path, monkeypatch):
     """A QR code's payload, markup and all, comes back plain from /ask, /chat and /history, like the question
     typed; a long one is shortened in the answer and whole in /facts."""
-    monkeypatch.setattr(get_backend("blip2"), "in_domain", lambda *args: False)  # answered from photo facts
+    monkeypatch.setattr(get_backend("blip2"), "picture_in_domain", lambda *args: False)  # photo facts answer
     payload = "[tap me](javascript:alert(1)) <script>alert(1)</script>\n# *not* a heading | `c` \\ $$x$$ &lt;"
     question = "Scan the *QR code* <b>now</b> & [tell](me)"
     said = ask(client, qr_photo(tmp_path / "qr.png", payload), question)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from fakes import FakeBackend
 from PIL import Image
 
+from vqa_chat.backends.base import Capabilities
 from vqa_chat.chat import describe
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
@@ -23,7 +26,7 @@ ANSWERS = {  # BLIP-2 part prompt -> answer
 class FakeBlip2(FakeBackend):
     """Answers the describe prompts from ANSWERS, anything else with "w0 w1 ..."."""
 
-    composes_descriptions = True
+    capabilities = Capabilities(composes_descriptions=True)
 
     def __init__(self, answers=ANSWERS):
         super().__init__("blip2")
@@ -95,7 +98,8 @@ def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch,
     from vqa_chat import backends
 
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
+    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
     monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
@@ -114,7 +118,8 @@ def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_promp
     from vqa_chat import backends
 
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
+    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
     monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
     sign = Image.new("RGB", (640, 240), "white")  # a well-lit sign: its text is read, no advice to retake
     ImageDraw.Draw(sign).text((40, 80), "OPEN 24 HOURS", fill="black", font=ImageFont.load_default(size=64))
@@ -132,7 +137,8 @@ def test_regenerate_keeps_the_turns_mode(monkeypatch, tmp_path):
     from vqa_chat import backends
 
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
+    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
     monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))

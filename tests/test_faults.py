@@ -5,6 +5,7 @@ and the session (and every other session) keeps answering normally afterwards.""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -48,7 +49,8 @@ def served(tiny_blip2_dir, monkeypatch):
     backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
     faulty = Faulty(backend.model.language_model)
     backend.scheduler.lm = backend.scheduler.decode_lm = faulty  # prefill and decode steps
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: backend)
+    entry = replace(backends.REGISTRY["blip2"], load=lambda options: backend)
+    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
     monkeypatch.setitem(backends._loaded, "blip2", backend)  # undone after the test
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     yield backend, faulty

@@ -33,7 +33,7 @@ def slow_fake():
 @pytest.fixture(scope="module")
 def app(slow_fake):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(backends.REGISTRY, "fake", lambda options: slow_fake)
+        mp.setitem(backends.REGISTRY, "fake", backends.Entry(lambda options: slow_fake))
         mp.setitem(backends._loaded, "fake", slow_fake)
         config = AppConfig(backend="fake", idle_minutes=IDLE_SECONDS / 60)
         demo = build_app(config)
@@ -157,7 +157,7 @@ def test_a_question_asked_while_the_backend_loads_is_shown_at_once(picture, monk
         released.wait(10)
         return backend
 
-    monkeypatch.setitem(backends.REGISTRY, "slowload", load)
+    monkeypatch.setitem(backends.REGISTRY, "slowload", backends.Entry(load))
     monkeypatch.setattr(backends, "_loaded", dict(backends._loaded))  # what this test loads goes with it
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     s = ChatSession()

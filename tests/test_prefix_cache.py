@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
@@ -140,7 +142,9 @@ def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate
     from vqa_chat.chat import session
     from vqa_chat.chat.session import ChatSession
 
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
+    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
+
+    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
     monkeypatch.setitem(backends._loaded, "blip2", blip2)  # undone after the test
     red, blue = tmp_path / "red.png", tmp_path / "blue.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(red)

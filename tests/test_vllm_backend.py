@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+from dataclasses import replace
 
 import pytest
 from fake_vllm import FakeVLLM
@@ -97,7 +98,8 @@ def test_busy_and_mid_stream_errors_are_readable(backend):
 
 
 def test_sessions_keep_their_own_conversations(backend, server, picture, monkeypatch):
-    monkeypatch.setitem(backends.REGISTRY, "vllm", lambda options: backend)
+    entry = replace(backends.REGISTRY["vllm"], load=lambda options: backend)
+    monkeypatch.setitem(backends.REGISTRY, "vllm", entry)
     monkeypatch.setitem(backends._loaded, "vllm", backend)  # undone after the test
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     red, blue = ChatSession(), ChatSession()

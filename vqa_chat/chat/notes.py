@@ -10,8 +10,6 @@ import torch
 from vqa_chat.chat.conversation import Turn
 from vqa_chat.engine.types import BusyError
 
-BACKEND_LABELS = {"blip2": "BLIP-2", "custom": "Custom", "vllm": "vLLM"}
-
 
 class ChatError(Exception):
     """A request that was refused or failed; the message is already in the chat and is user-readable."""
@@ -25,10 +23,6 @@ class Note:
     role: str = "assistant"
     image: str | None = None  # path of a picture to show instead of text
     error: bool = False
-
-
-def label(backend: str) -> str:
-    return BACKEND_LABELS.get(backend, backend)
 
 
 def short(e: BaseException, limit: int = 400) -> str:

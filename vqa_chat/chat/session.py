@@ -25,12 +25,13 @@ import torch
 from PIL import Image
 
 from vqa_chat import backends
+from vqa_chat.backends import label
 from vqa_chat.backends.base import Backend
 from vqa_chat.chat import confidence, describe, heatmap, privacy
 from vqa_chat.chat.conversation import Conversation, ConversationError, Turn, clean_question
 from vqa_chat.chat.image_slot import ImageSlot
 from vqa_chat.chat.images import ImageError, load_image
-from vqa_chat.chat.notes import BACKEND_LABELS, ChatError, Note, failure_message, label, short, transcript
+from vqa_chat.chat.notes import ChatError, Note, failure_message, short, transcript
 from vqa_chat.engine.types import GenerationSettings, TokenLog
 from vqa_chat.photo import answers
 from vqa_chat.photo import facts as photo
@@ -292,7 +293,7 @@ class ChatSession:
         except Exception as e:
             log.exception("backend %s failed to load", name)
             self.log = [item for item in self.log if item not in placeholders]
-            other = " or ".join(label(b) for b in BACKEND_LABELS if b != name)
+            other = " or ".join(backends.others(name))
             raise self.fail(
                 f"The {label(name)} backend could not be loaded ({short(e)}). "
                 f"Your chat is kept: choose another Backend ({other}) and ask again.",
@@ -319,17 +320,17 @@ class ChatSession:
             self.kv[backend_name] = backend.new_state()
         state = self.kv[backend_name]
         scores = TokenLog()  # the answer's token log-probs, recorded as it streams (the confidence check)
-        description = None  # describe mode on BLIP-2: composed from several short answers (describe.py)
-        if mode == "describe" and backend.composes_descriptions:
+        description = None  # describe mode on BLIP-2: composed of several short answers (describe.py)
+        if mode == "describe" and backend.capabilities.composes_descriptions:
             description = describe.blip2_description(backend, embeds, settings, stop)
-        known_image = backend.in_domain(embeds, self.image, None)
-        # a picture of the kind the model was trained on (easy-VQA's drawings) is no photo to retake
-        advise = not (backend.knows_its_domain and known_image)
-        if not known_image or (mode == "ask" and not backend.in_domain(embeds, self.image, question)):
+        known = backend.knows(embeds, self.image, question if mode == "ask" else None)
+        advise = not known.own_kind  # a picture of the model's own kind (a drawing) is no photo to retake
+        if not known.model_answers:
             turn.source = "photo facts"  # not what the model knows: answered from measured facts instead
             facts = yield from self._facts()
             if facts is None:
-                said = "I can't look at this photo offline right now; the BLIP-2 backend can."
+                instead = backends.any_photo_instead(backend_name)
+                said = f"I can't look at this photo offline right now; the {instead} backend can."
             elif mode == "describe":
                 said = answers.describe(facts)
             else:
@@ -437,8 +438,7 @@ class ChatSession:
         if self.image is None:
             raise ValueError("Add an image and ask a question first; then I can show where the model looked.")
         turn = self.last_answered()
-        prompt = turn.prompt if turn else describe.blip2_templates()["caption"]
-        picture = self.image.copy()
+        prompt, picture = turn.prompt if turn else backend.heatmap_prompt, self.image.copy()
         picture.thumbnail((HEATMAP_SIDE, HEATMAP_SIDE))
         image, alt = heatmap.heatmap_image(backend, picture, prompt, self.embeds.get(backend.name))
         if turn is not None:

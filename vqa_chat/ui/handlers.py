@@ -10,8 +10,8 @@ import logging
 
 import gradio as gr
 
-from vqa_chat.backends import get_backend
-from vqa_chat.chat.notes import ChatError, label
+from vqa_chat.backends import get_backend, label
+from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui.a11y import Announcer, announce_value, spoken
 from vqa_chat.ui.markdown import escape

@@ -14,11 +14,10 @@ from pathlib import Path
 import gradio as gr
 
 from vqa_chat import settings as env
-from vqa_chat.backends import REGISTRY
+from vqa_chat.backends import REGISTRY, label
 from vqa_chat.chat import privacy
 from vqa_chat.chat.conversation import Turn
 from vqa_chat.chat.lifetime import Lifetime
-from vqa_chat.chat.notes import label
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.ui import a11y, handlers
