@@ -15,7 +15,7 @@ from fakes import FakeBackend
 from tiny_models import make_tiny_blip2, make_tiny_vlm, make_tiny_vlm_parts
 
 from vqa_chat import backends
-from vqa_chat.chat import session
+from vqa_chat.chat import session, session_files
 
 # Tiny models gain nothing from threads, and spinning threads starve a training run or the app under test.
 torch.set_num_threads(1)
@@ -67,7 +67,7 @@ def app_temp_dir(tmp_path_factory) -> Path:
     processes that tests start make their private folder in it ($TMPDIR)."""
     folder = tmp_path_factory.mktemp("app_temp")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(session, "THUMB_DIR", folder)
+        mp.setattr(session_files, "THUMB_DIR", folder)
         mp.setenv("GRADIO_TEMP_DIR", str(folder))
         mp.setenv("TMPDIR", str(folder))
         yield folder

@@ -20,7 +20,7 @@ from vqa_chat.engine.batching import Scheduler
 from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
-from vqa_chat.ui.page import chat_messages
+from vqa_chat.ui.markdown import chat_messages
 
 PROMPT = "Question: what color is the car? Answer:"
 

@@ -19,7 +19,8 @@ from vqa_chat.chat import image_slot, session
 from vqa_chat.chat.lifetime import Lifetime, idle_text
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
-from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs, stream_to_chat
+from vqa_chat.ui.events import stream_to_chat
+from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 IDLE_SECONDS = 2.0
 pytestmark = pytest.mark.slow  # starts the app

@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 
 from vqa_chat.backends.base import Backend
+from vqa_chat.chat.conversation import Turn
 
 ALPHA = 0.55  # weight of the heatmap in the blend
+SIDE = 512  # the heatmap picture's longest side
 
 
 def attention_map(backend: Backend, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
@@ -63,3 +65,17 @@ def heatmap_image(
     """(overlay picture, its text alternative) for `prompt` about `image`."""
     grid = attention_map(backend, image, prompt, image_embeds)
     return overlay(image, grid), describe_focus(grid)
+
+
+def for_turn(
+    backend: Backend, image: Image.Image, turn: Turn | None, image_embeds=None
+) -> tuple[Image.Image, str]:
+    """(overlay picture, its text alternative) of where the model looked for `turn`'s answer about `image`,
+    or for the backend's own `heatmap_prompt` when no answer is given yet; at most SIDE pixels a side."""
+    picture = image.copy()
+    picture.thumbnail((SIDE, SIDE))
+    prompt = turn.prompt if turn is not None else backend.heatmap_prompt
+    overlaid, alt = heatmap_image(backend, picture, prompt, image_embeds)
+    if turn is not None:
+        alt += f' It is for the answer to "{turn.question}".'
+    return overlaid, alt

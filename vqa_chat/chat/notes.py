@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vqa_chat.chat.conversation import Turn
 from vqa_chat.engine.types import BusyError
 
 
@@ -40,16 +39,3 @@ def failure_message(e: BaseException) -> str:
             "perhaps with fewer Max new tokens."
         )
     return f"Generating the answer failed: {short(e)}"
-
-
-def transcript(log: list) -> list[dict]:
-    """Chat lines (turns and notes) as plain text, {"role", "text"}: answers as users get them (hedged when
-    unsure, with retake advice), images as [image: ...]."""
-    lines = []
-    for item in log:
-        if isinstance(item, Turn):
-            answer = item.answer + " (stopped)" if item.stopped else item.said()
-            lines += [{"role": "user", "text": item.question}, {"role": "assistant", "text": answer}]
-        else:
-            lines.append({"role": item.role, "text": f"[image: {item.text}]" if item.image else item.text})
-    return lines
