@@ -4,9 +4,9 @@
 
 Greedy decoding by default, so the answer is deterministic. `--plain` turns off all our generation
 adjustments: the answer is then exactly transformers' greedy `generate` (whitespace stripped). A picture
-or question outside what the model was trained on (the custom model's domain) is answered from the photo's
-measured facts instead, as in the chat. `--top-k 5` also prints the model's five likeliest answers with
-their probabilities (models with an answer head).
+or question outside what the model was trained on (the custom model's domain: `Backend.knows`, the chat's
+one decision) is answered from the photo's measured facts instead, as in the chat. `--top-k 5` also
+prints the model's five likeliest answers with their probabilities (models with an answer head).
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if known.model_answers:
             answer = backend.generate(embeds, prompt, settings)
         else:  # not what the model knows: answered from the photo's facts, as in the chat
-            from vqa_chat.photo import answers
+            from vqa_chat.chat.answer_router import from_facts
             from vqa_chat.photo.facts import photo_facts
 
-            answer = answers.answer(question, photo_facts(image), advise=not known.own_kind)
+            answer = from_facts(question, photo_facts(image), known, args.backend)
     except Exception as e:  # load failures (offline, memory) and too-long prompts explain themselves
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ class Route:
 
     pieces: Iterable[str]  # the answer's text, piece by piece (not started yet)
     known: Known  # what the model knows of the picture and the question
-    description: describe.Blip2Description | None = None  # a composed description: judged by its caption
+    description: describe.ComposedDescription | None = None  # a composed description: judged by its caption
     scores: TokenLog = field(default_factory=TokenLog)  # the model's answer's token log-probs, as it streams
 
     @property
@@ -60,7 +60,7 @@ def route(
         return Route([from_facts(turn.question, facts, known, turn.backend, turn.mode)], known)
     turn.source = MODEL
     if turn.mode == "describe" and backend.capabilities.composes_descriptions:
-        description = describe.blip2_description(backend, encoding, settings, stop)
+        description = describe.composed_description(backend, encoding, settings, stop)
         return Route(description, known, description)
     scores = TokenLog()
     pieces = backend.stream(encoding, turn.prompt, settings, stop, state=state, log=scores)
@@ -86,7 +86,7 @@ def check(turn: Turn, backend: Backend, encoding, plan: Route, slot: ImageSlot) 
     if plan.description is None:
         confidence.check(turn, backend.name, plan.scores.logprobs)
     else:
-        caption = describe.blip2_templates()["caption"]
+        caption = describe.composed_templates()["caption"]
         confidence.check_given(turn, backend, encoding, caption, plan.description.caption)
     if turn.mode == "ask":
         top = backend.top_answers(encoding, turn.prompt)
