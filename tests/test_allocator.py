@@ -52,14 +52,14 @@ def test_freed_memory_leaves_the_process_when_trimmed():
     assert kept_mb("trim") <= 10
 
 
-def test_the_scheduler_trims_when_its_last_answer_is_done(monkeypatch, tiny_blip2_dir):
+def test_the_scheduler_trims_when_its_last_answer_is_done(monkeypatch, tiny_blip2_dir, close_after):
     calls = []
     monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1) or True)
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=4))
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=4)))
     image = backend.encode_image(Image.new("RGB", (40, 40), "red"))
     with torch.no_grad():
         embeds, ids = backend._prompt_embeds(image, "Question: what is it? Answer:")
-    scheduler = Scheduler(backend.model.language_model, backend.tokenizer, max_batch=4)
+    scheduler = close_after(Scheduler(backend.model.language_model, backend.tokenizer, max_batch=4))
     settings = GenerationSettings(max_new_tokens=5, plain=True)
     gens = [scheduler.submit(embeds, settings, prompt_ids=ids) for _ in range(3)]
     assert all("".join(g) for g in gens)

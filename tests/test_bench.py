@@ -62,7 +62,7 @@ def test_blip2_cpu_bench_builds_the_published_architecture():
         32, 2560, 10240, 50304, "opt")  # fmt: skip
 
 
-def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
+def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir, close_after):
     """Its measuring part, on the tiny BLIP-2: every row, TTFTs and a decode rate below the bound."""
     from PIL import Image
 
@@ -70,7 +70,7 @@ def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
     from vqa_chat.bench.blip2_cpu import measure as measure_blip2
     from vqa_chat.engine.types import BackendOptions
 
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
     image = Image.new("RGB", (40, 40), "olive")
     rows = measure_blip2(backend, "fp32", image, tokens=4, repeats=1, bandwidth=1e10)
     assert [r.metric for r in rows] == [
