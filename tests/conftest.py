@@ -20,7 +20,7 @@ import apps
 import pytest
 import torch
 from fakes import FakeBackend
-from tiny_models import make_tiny_blip2, make_tiny_vlm, make_tiny_vlm_parts
+from tiny_models import make_tiny_blip2, make_tiny_gguf, make_tiny_vlm, make_tiny_vlm_parts
 
 from vqa_chat import backends
 from vqa_chat.chat import session
@@ -52,6 +52,12 @@ def tiny_vlm(tiny_vlm_parts):
     """Builds a tiny random custom model on those parts, the same weights every call:
     `tiny_vlm()`, `tiny_vlm(mp_type="mlp", vit_grid=3)` (VLMConfig fields)."""
     return functools.partial(make_tiny_vlm, tiny_vlm_parts)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    """A tiny random Llama GGUF file laid out like the bundled SmolLM2 one (tests/tiny_models.py)."""
+    return make_tiny_gguf(tmp_path_factory.mktemp("tiny_gguf"))
 
 
 @pytest.fixture
