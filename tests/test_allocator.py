@@ -46,6 +46,7 @@ def kept_mb(mode: str) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow  # two child processes that allocate and free hundreds of MB
 @pytest.mark.skipif(allocator.malloc_trim() is None, reason="needs glibc's malloc_trim")
 def test_freed_memory_leaves_the_process_when_trimmed():
     assert kept_mb("keep") >= 80  # glibc keeps the holes (what grew the app's RSS round after round)

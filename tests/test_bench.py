@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from vqa_chat.bench import measure
 from vqa_chat.bench.__main__ import main, parse_args
 
 
+@pytest.mark.slow  # every section of the bench, the app in a child process too
 def test_bench_quick_run_writes_the_table(tiny_vlm, tmp_path, capsys):
     tiny_vlm().save_pretrained(str(tmp_path / "model"))
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"

@@ -68,6 +68,7 @@ def test_unreadable_image_is_reported(tiny_blip2_dir, tmp_path, capsys):
     assert code == 1 and "error:" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a new Python process importing torch and transformers
 def test_missing_model_is_reported_without_traceback(tmp_path, image_path):
     """End to end through `python -m`, offline: a clear message and exit code 1."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
