@@ -63,7 +63,7 @@ class Backend(ABC):
 
     Everything the app, the CLI and the evaluator call is here. What a backend may not support has a
     default: no conversation state (`new_state` gives None), no answer scoring (`answer_logprobs` gives None),
-    no attention map (`attention_map` raises NotImplementedError), no composed descriptions.
+    no attention map (`attention_map` raises NotImplementedError), no composed descriptions, nothing to close.
     """
 
     name: str = ""  # registry key, e.g. "blip2"
@@ -102,6 +102,12 @@ class Backend(ABC):
 
     def new_state(self):
         """A fresh per-session conversation state (e.g. a prefix KV cache), or None if not supported."""
+        return None
+
+    def close(self) -> None:
+        """Stop what runs beside the model (the engine's scheduler thread): an answer still running ends with
+        an error, and the backend is not used afterwards. By default there is nothing to stop. Whoever built
+        the backend closes it (the registry's own at interpreter exit: engine/batching.py)."""
         return None
 
     def answer_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:

@@ -87,6 +87,10 @@ class CustomBackend(Backend):
     def new_state(self) -> PrefixCache | None:
         return PrefixCache() if self.scheduler is not None else None
 
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
         model_id = options.model or settings.read().custom_model or DEFAULT_MODEL
