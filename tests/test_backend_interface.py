@@ -54,20 +54,6 @@ def picture(tmp_path):
     return str(path)
 
 
-@pytest.fixture
-def install(monkeypatch):
-    """Install backends under their own names for the chat and the CLI; undone after the test."""
-    monkeypatch.setattr(backends, "_options", {})
-
-    def put(*made):
-        for backend in made:
-            monkeypatch.setitem(backends.REGISTRY, backend.name, backends.Entry(lambda options, b=backend: b))
-            monkeypatch.setitem(backends._loaded, backend.name, backend)
-        return made[0]
-
-    return put
-
-
 def test_knows_decides_the_picture_then_the_question_once():
     image, embeds = Image.new("RGB", (8, 8)), torch.zeros(1, 4, 8)
     picky = Picky()
@@ -108,7 +94,8 @@ def test_each_backend_names_its_heatmap_prompt(tiny_vlm, picture, install):
     custom = CustomBackend(tiny_vlm(), options=BackendOptions(engine="generate"))
     assert custom.heatmap_prompt == format_prompt([], describe.describe_question())  # what it was trained on
     assert Blip2Backend.heatmap_prompt == ""  # BLIP-2's Q-Former does not read the prompt
-    picky = install(Picky())
+    picky = Picky()
+    install(picky=picky)
     s = ChatSession()
     s.set_image(picture)
     path, alt = s.heatmap_for(picky)  # before any answer: the backend's own prompt
@@ -119,7 +106,8 @@ def test_each_backend_names_its_heatmap_prompt(tiny_vlm, picture, install):
 
 
 def test_the_session_decides_once_per_question(picture, install):
-    picky = install(Picky())
+    picky = Picky()
+    install(picky=picky)
     s = ChatSession()
     list(s.ask(picture, "what shape is it?", "picky", GenerationSettings(max_new_tokens=2)))
     assert picky.checks == ["picture", "question"] and s.conversation.turns[-1].source == "model"
@@ -135,7 +123,8 @@ def test_the_session_decides_once_per_question(picture, install):
 
 
 def test_the_cli_and_evaluate_make_the_same_decision(picture, install, capsys):
-    picky = install(Picky())
+    picky = Picky()
+    install(picky=picky)
     assert cli.main(["--backend", "picky", "--image", picture, "--question", "how many cats?"]) == 0
     said = capsys.readouterr().out.strip()
     assert picky.checks == ["picture", "question"] and picky.prompts == []  # answered from the photo's facts
@@ -165,8 +154,8 @@ def test_labels_and_alternatives_come_from_the_registry():
 
 
 @pytest.mark.parametrize("mode", ["question", "first"])
-def test_the_custom_models_pinned_image_tokens_are_explicit_state(tiny_vlm, mode):
-    backend = CustomBackend(tiny_vlm(), options=BackendOptions(image_tokens=mode))
+def test_the_custom_models_pinned_image_tokens_are_explicit_state(tiny_vlm, close_after, mode):
+    backend = close_after(CustomBackend(tiny_vlm(), options=BackendOptions(image_tokens=mode)))
     patches = backend.encode_image(Image.new("RGB", (40, 40), "green"))
     state = backend.new_state()
     assert isinstance(state, CustomState) and state.pinned is None

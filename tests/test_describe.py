@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from fakes import FakeBackend
 from PIL import Image
@@ -95,13 +93,9 @@ def test_session_describe_with_one_prompt_model_then_follow_up(fake, tmp_path):
     assert [t["question"] for t in s.history()] == ["Describe this image in detail.", "What colour?"]
 
 
-def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch, tmp_path):
-    from vqa_chat import backends
-
+def test_session_describe_on_blip2_composes_and_follow_up_continues(install, tmp_path):
     blip2 = FakeBlip2()
-    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
-    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
     description = s.history()[0]["answer"]
@@ -113,15 +107,11 @@ def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch,
     assert blip2.encoded == 1  # the image was encoded once for the description and the follow-up
 
 
-def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_prompts(monkeypatch, tmp_path):
+def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_prompts(install, tmp_path):
     from PIL import ImageDraw, ImageFont
 
-    from vqa_chat import backends
-
     blip2 = FakeBlip2()
-    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
-    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     sign = Image.new("RGB", (640, 240), "white")  # a well-lit sign: its text is read, no advice to retake
     ImageDraw.Draw(sign).text((40, 80), "OPEN 24 HOURS", fill="black", font=ImageFont.load_default(size=64))
     sign.save(tmp_path / "sign.png")
@@ -134,13 +124,9 @@ def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_promp
     assert "24 HOURS" not in blip2.prompts[-1]  # the model's own words carry the conversation
 
 
-def test_regenerate_keeps_the_turns_mode(monkeypatch, tmp_path):
-    from vqa_chat import backends
-
+def test_regenerate_keeps_the_turns_mode(install, tmp_path):
     blip2 = FakeBlip2()
-    entry = replace(backends.REGISTRY["blip2"], load=lambda options: blip2)
-    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
     assert s.conversation.turns[-1].mode == "describe"

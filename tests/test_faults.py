@@ -5,13 +5,11 @@ and the session (and every other session) keeps answering normally afterwards.""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import backends
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
@@ -45,16 +43,13 @@ class Faulty:
 
 
 @pytest.fixture
-def served(tiny_blip2_dir, monkeypatch):
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+def served(tiny_blip2_dir, install, close_after, monkeypatch):
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
     faulty = Faulty(backend.model.language_model)
     backend.scheduler.lm = backend.scheduler.decode_lm = faulty  # prefill and decode steps
-    entry = replace(backends.REGISTRY["blip2"], load=lambda options: backend)
-    monkeypatch.setitem(backends.REGISTRY, "blip2", entry)
-    monkeypatch.setitem(backends._loaded, "blip2", backend)  # undone after the test
+    install(blip2=backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
-    yield backend, faulty
-    backend.scheduler.close()
+    return backend, faulty
 
 
 @pytest.fixture

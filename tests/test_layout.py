@@ -2,8 +2,8 @@
 
 1. takes part in no import cycle;
 2. imports only from its own stage or lower ones, the stages being, lowest first,
-   base (settings.py, budget.py, files.py, prompts.py) -> data -> model -> engine -> backends -> photo
-   -> chat -> ui -> cli -> train -> eval -> bench
+   base (settings.py, budget.py, files.py, prompts.py, ports.py) -> data -> model -> engine -> backends
+   -> photo -> chat -> ui -> cli -> train -> eval -> bench
    (`STAGES` below; the README's "Project layout" states the same order and a test keeps them equal);
 3. has at most 300 lines;
 4. is named in the README's "Project layout" tree (empty package markers excepted).
@@ -42,6 +42,7 @@ TOP_LEVEL = {
     "budget": "base",  # the memory budget shared by the engine's caches and the chat's images
     "files": "base",  # checksums and the cache folder
     "prompts": "base",  # prompt templates
+    "ports": "base",  # a free loopback port (tests, the bench, scripts)
     "cli": "cli",  # the command line: a front end beside the web page
 }
 

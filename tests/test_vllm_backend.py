@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from dataclasses import replace
 
 import pytest
 from fake_vllm import FakeVLLM
 from PIL import Image
 
-from vqa_chat import backends
 from vqa_chat.backends.base import ModelLoadError
 from vqa_chat.backends.vllm import VLLMBackend
 from vqa_chat.chat import session
@@ -97,10 +95,8 @@ def test_busy_and_mid_stream_errors_are_readable(backend):
         list(backend.stream(image, "Question: crash? Answer:", GenerationSettings()))
 
 
-def test_sessions_keep_their_own_conversations(backend, server, picture, monkeypatch):
-    entry = replace(backends.REGISTRY["vllm"], load=lambda options: backend)
-    monkeypatch.setitem(backends.REGISTRY, "vllm", entry)
-    monkeypatch.setitem(backends._loaded, "vllm", backend)  # undone after the test
+def test_sessions_keep_their_own_conversations(backend, server, picture, install, monkeypatch):
+    install(vllm=backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     red, blue = ChatSession(), ChatSession()
     settings = GenerationSettings(max_new_tokens=10)

@@ -6,8 +6,9 @@ instead" come from here, nowhere else.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from vqa_chat.backends.base import Backend
 from vqa_chat.engine.types import BackendOptions
@@ -99,11 +100,50 @@ def is_loaded(name: str) -> bool:
 
 
 def set_backend(name: str, backend: Backend) -> None:
-    """Install an already-built backend (tests, or an app that loaded it eagerly)."""
+    """Install an already-built backend for the rest of the process (an app that loaded it eagerly); for a
+    block only (tests), `installed`."""
     _loaded[name] = backend
 
 
+def _serving(backend: Backend) -> Callable[[BackendOptions], Backend]:
+    return lambda options: backend
+
+
+@contextmanager
+def installed(**ready: Backend) -> Iterator[dict[str, Backend]]:
+    """Serve already-built backends by name for the block: `with installed(custom=backend): ...` (tests, or
+    a script that built its own). Inside, `get_backend(name)` gives `ready[name]` (a name the registry
+    lacks is added to it); any other name loads as usual. Afterwards the registry is as it was before: its
+    loaders of those names, its loaded backends, its configured options. It closes only what the block
+    loaded through it (nobody else holds those); the `ready` backends stay their builder's to close, and
+    what was loaded before the block stays loaded."""
+    with _load_lock:
+        replaced = {name: REGISTRY.get(name) for name in ready}
+        loaded, options = dict(_loaded), dict(_options)
+        for name, backend in ready.items():  # a registered name keeps its label: only its loader changes
+            load = _serving(backend)
+            REGISTRY[name] = Entry(load) if replaced[name] is None else replace(replaced[name], load=load)
+            _loaded[name] = backend
+    try:
+        yield ready
+    finally:
+        with _load_lock:
+            given = [*loaded.values(), *ready.values()]
+            made = [b for b in _loaded.values() if not any(b is g for g in given)]
+            for name, entry in replaced.items():
+                if entry is None:
+                    REGISTRY.pop(name, None)
+                else:
+                    REGISTRY[name] = entry
+            _loaded.clear()
+            _loaded.update(loaded)
+            _options.clear()
+            _options.update(options)
+        for backend in made:
+            backend.close()
+
+
 __all__ = [
-    "REGISTRY", "Backend", "Entry", "any_photo_instead", "configure", "get_backend", "is_loaded", "label",
-    "others", "set_backend",
+    "REGISTRY", "Backend", "Entry", "any_photo_instead", "configure", "get_backend", "installed", "is_loaded",
+    "label", "others", "set_backend",
 ]  # fmt: skip

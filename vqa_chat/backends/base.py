@@ -92,8 +92,8 @@ class Backend(ABC, Generic[Encoding, State]):
 
     Everything the app, the CLI and the evaluator call is here. What a backend may not support has a
     default: no conversation state (`new_state` gives None), no answer scoring (`answer_logprobs` gives None),
-    no answer head (`top_answers` gives []), any picture and question in its domain; `capabilities` says
-    whether it shows a heatmap, composes descriptions and knows its own domain.
+    no answer head (`top_answers` gives []), any picture and question in its domain, nothing to close;
+    `capabilities` says whether it shows a heatmap, composes descriptions and knows its own domain.
     """
 
     name: str = ""  # registry key, e.g. "blip2"
@@ -130,6 +130,12 @@ class Backend(ABC, Generic[Encoding, State]):
 
     def new_state(self) -> State | None:
         """A fresh per-session conversation state (e.g. a prefix KV cache), or None if not supported."""
+        return None
+
+    def close(self) -> None:
+        """Stop what runs beside the model (the engine's scheduler thread): an answer still running ends with
+        an error, and the backend is not used afterwards. By default there is nothing to stop. Whoever built
+        the backend closes it (the registry's own at interpreter exit: engine/batching.py)."""
         return None
 
     def answer_logprobs(self, image_embeds: Encoding, prompt: str, answer: str) -> list[float] | None:

@@ -77,6 +77,10 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
         of `[image tokens][BOS Question: q1 Answer: a1 ...]` and runs only its new tokens."""
         return PrefixCache() if self.scheduler is not None else None
 
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
     @classmethod
     def load(cls, options: BackendOptions) -> Blip2Backend:
         """Load from a hub id or local folder: `options.model`, else $VQA_CHAT_BLIP2_MODEL, else the default.

@@ -128,6 +128,10 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
     def new_state(self) -> CustomState | None:
         return CustomState() if self.scheduler is not None else None
 
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
         model_id = options.model or settings.read().custom_model or DEFAULT_MODEL

@@ -37,7 +37,7 @@ from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
 from vqa_chat.engine.prefill import prefill
 from vqa_chat.engine.request import DONE, Generation, Request
-from vqa_chat.engine.threads import threads
+from vqa_chat.engine.threads import SCHEDULER_THREAD, threads
 from vqa_chat.engine.types import BusyError, GenerationSettings, Inputs, TokenLog
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Scheduler:
             self.in_flight += 1
             self.waiting.append(request)
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="vqa-chat-scheduler", daemon=True)
+                self.thread = threading.Thread(target=self._loop, name=SCHEDULER_THREAD, daemon=True)
                 self.thread.start()
             self.cv.notify()
         return Generation(request)

@@ -27,6 +27,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from vqa_chat.engine.threads import GENERATE_THREAD
 from vqa_chat.engine.types import GenerationSettings, Inputs, TokenLog
 
 ECHO_NGRAM = 4  # the answer may not repeat this many consecutive prompt tokens
@@ -170,7 +171,7 @@ def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop, 
             errors.append(e)
             streamer.text_queue.put(streamer.stop_signal)  # ends the consumer's loop
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name=GENERATE_THREAD, daemon=True)
     thread.start()
     try:
         for piece in streamer:

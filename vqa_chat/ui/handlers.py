@@ -1,7 +1,7 @@
 """Event handlers of the chat page beyond asking: streaming with announcements, heatmap, delete.
 
-page.py lays out the components and wires these up; the session logic is in chat/session.py, what is
-announced in a11y.py.
+layout.py lays out the components and events.py wires these up; the session logic is in chat/session.py,
+what is announced in a11y.py.
 """
 
 from __future__ import annotations
