@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from vqa_chat import backends
+from vqa_chat.backends import Entry
 from vqa_chat.backends.base import Backend
 from vqa_chat.bench.through_app import start_app
 from vqa_chat.ports import free_port
@@ -30,7 +31,7 @@ class AppSetup:
 
     config: AppConfig = field(default_factory=AppConfig)  # in this process: the app's configuration
     backends: dict[str, Backend] = field(default_factory=dict)  # built backends it serves (builder closes)
-    loaders: dict[str, Callable] = field(default_factory=dict)  # registry entries added while it runs
+    entries: dict[str, Entry] = field(default_factory=dict)  # registry entries added while it runs
     env: dict[str, str | None] = field(default_factory=dict)  # environment while it runs (None: unset)
     process: list[str] | None = None  # `python app.py` with these arguments in a child process instead
 
@@ -53,8 +54,8 @@ def running(setup: AppSetup, log: Path) -> Iterator[RunningApp]:
                 mp.delenv(name, raising=False)
             else:
                 mp.setenv(name, value)
-        for name, loader in setup.loaders.items():
-            mp.setitem(backends.REGISTRY, name, loader)
+        for name, entry in setup.entries.items():
+            mp.setitem(backends.REGISTRY, name, entry)
         if setup.process is not None:
             with child(setup.process, log) as app:
                 yield app

@@ -23,7 +23,7 @@ from fakes import FakeBackend
 from tiny_models import make_tiny_blip2, make_tiny_gguf, make_tiny_vlm, make_tiny_vlm_parts
 
 from vqa_chat import backends
-from vqa_chat.chat import session
+from vqa_chat.chat import session, session_files
 from vqa_chat.engine import threads as engine_threads
 from vqa_chat.ui.page import AppConfig
 
@@ -90,7 +90,7 @@ def fake(install, monkeypatch):
         raise OSError("weights not reachable offline")
 
     install(**made)
-    monkeypatch.setitem(backends.REGISTRY, "broken", broken)
+    monkeypatch.setitem(backends.REGISTRY, "broken", backends.Entry(broken))
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)  # every piece is an update: deterministic steps
     return made
 
@@ -102,7 +102,7 @@ def app_temp_dir(tmp_path_factory) -> Path:
     processes that tests start make their private folder in it ($TMPDIR)."""
     folder = tmp_path_factory.mktemp("app_temp")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(session, "THUMB_DIR", folder)
+        mp.setattr(session_files, "THUMB_DIR", folder)
         mp.setenv("GRADIO_TEMP_DIR", str(folder))
         mp.setenv("TMPDIR", str(folder))
         yield folder

@@ -14,7 +14,7 @@ from PIL import Image
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine import allocator
 from vqa_chat.engine.batching import Scheduler
-from vqa_chat.engine.types import BackendOptions, GenerationSettings
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_the_scheduler_trims_when_its_last_answer_is_done(monkeypatch, tiny_blip
         embeds, ids = backend._prompt_embeds(image, "Question: what is it? Answer:")
     scheduler = close_after(Scheduler(backend.model.language_model, backend.tokenizer, max_batch=4))
     settings = GenerationSettings(max_new_tokens=5, plain=True)
-    gens = [scheduler.submit(embeds, settings, prompt_ids=ids) for _ in range(3)]
+    gens = [scheduler.submit(Inputs.ready(embeds, ids), settings) for _ in range(3)]
     assert all("".join(g) for g in gens)
     deadline = time.monotonic() + 5  # the last text reaches us just before the scheduler tidies up
     while not calls and time.monotonic() < deadline:

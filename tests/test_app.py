@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from vqa_chat.backends import get_backend
+from vqa_chat.backends import Entry, get_backend
 
 LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
 pytestmark = pytest.mark.slow  # starts the app
@@ -29,7 +29,7 @@ def cannot_load(options):
 @pytest.fixture(scope="module")
 def app_setup(app_setup):
     """conftest's app (in this process, the tiny BLIP-2), and a backend that cannot load."""
-    return replace(app_setup, loaders={"broken": cannot_load})
+    return replace(app_setup, entries={"broken": Entry(cannot_load)})
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def test_facts_and_describe_endpoints(app, images):
 def test_photo_text_reaches_the_api_exactly_as_read(client, tmp_path, monkeypatch):
     """A QR code's payload, markup and all, comes back plain from /ask, /chat and /history, like the question
     typed; a long one is shortened in the answer and whole in /facts."""
-    monkeypatch.setattr(get_backend("blip2"), "in_domain", lambda *args: False)  # answered from photo facts
+    monkeypatch.setattr(get_backend("blip2"), "picture_in_domain", lambda *args: False)  # photo facts answer
     payload = "[tap me](javascript:alert(1)) <script>alert(1)</script>\n# *not* a heading | `c` \\ $$x$$ &lt;"
     question = "Scan the *QR code* <b>now</b> & [tell](me)"
     said = ask(client, qr_photo(tmp_path / "qr.png", payload), question)

@@ -308,7 +308,7 @@ def test_high_contrast_zoom_and_delete(page, photo, browser):
 def test_photo_text_is_shown_verbatim(page, tmp_path, monkeypatch):
     """A QR code holding Markdown, HTML and links of every scheme, and a question typed with markup: the chat
     shows their very characters (Gradio's marked and sanitiser), and nothing in them becomes a link."""
-    monkeypatch.setattr(backends.get_backend("custom"), "in_domain", lambda *args: False)  # facts answer
+    monkeypatch.setattr(backends.get_backend("custom"), "picture_in_domain", lambda *a: False)  # facts answer
     payload = (
         "[tap me](javascript:alert(1)) <script>alert(1)</script> <img src=x onerror=alert(1)>\n"
         "# not a heading | a | b | `c` **d** _e_ $$x^2$$ \\ &lt; https://example.com/a_b www.example.com "

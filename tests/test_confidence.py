@@ -17,10 +17,10 @@ from vqa_chat.chat import confidence
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.batching import Scheduler
-from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
-from vqa_chat.ui.page import chat_messages
+from vqa_chat.ui.markdown import chat_messages
 
 PROMPT = "Question: what color is the car? Answer:"
 
@@ -108,7 +108,7 @@ def test_recorded_logprobs_in_a_batch_of_chats(tiny_blip2_dir, close_after):
     logs, answers = [TokenLog() for _ in prompts], []
     with torch.no_grad():
         inputs = [backend._prompt_embeds(im, p) for im, p in zip(images, prompts)]
-    gens = [scheduler.submit(e, GenerationSettings(6 + 3 * i, plain=i == 1), prompt_ids=ids, log=log)
+    gens = [scheduler.submit(Inputs.ready(e, ids), GenerationSettings(6 + 3 * i, plain=i == 1), log=log)
             for i, ((e, ids), log) in enumerate(zip(inputs, logs))]  # fmt: skip
     answers = ["".join(g) for g in gens]
     assert scheduler.max_rows > 1  # decoded together
@@ -126,8 +126,8 @@ def test_pinned_image_tokens_score_the_input_the_answer_came_from(tiny_vlm, clos
     first, _ = streamed(backend, patches, format_prompt([], question), RECORDED["ours"], state)
     prompt = format_prompt([Turn(question, first)], "what shape is it?")
     _, log = streamed(backend, patches, prompt, RECORDED["ours"], state)
-    pinned, _, _ = backend.pinned_inputs(patches, prompt, state)  # [1, T, D]: the input actually used
-    reference = teacher_forced_logprobs(backend.model.lm, pinned, log.tokens)
+    pinned, _ = backend.lm_rows([(patches, prompt, state)])[0]  # [T, D]: the input actually used
+    reference = teacher_forced_logprobs(backend.model.lm, pinned[None], log.tokens)
     assert log.logprobs == pytest.approx(reference, abs=1e-4)
     own = backend.token_logprobs(patches, prompt, log.tokens)  # the question's own image tokens
     assert max(abs(a - b) for a, b in zip(log.logprobs, own)) > 1e-3  # a different input

@@ -6,6 +6,7 @@ import torch
 from fakes import FakeBackend
 from PIL import Image
 
+from vqa_chat.backends.base import Capabilities
 from vqa_chat.chat import describe
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
@@ -23,7 +24,7 @@ ANSWERS = {  # BLIP-2 part prompt -> answer
 class FakeBlip2(FakeBackend):
     """Answers the describe prompts from ANSWERS, anything else with "w0 w1 ..."."""
 
-    composes_descriptions = True
+    capabilities = Capabilities(composes_descriptions=True)
 
     def __init__(self, answers=ANSWERS):
         super().__init__("blip2")
@@ -37,8 +38,8 @@ class FakeBlip2(FakeBackend):
             yield from (f" w{i}" for i in range(settings.max_new_tokens))
 
 
-def test_blip2_description_combines_caption_prompted_caption_and_questions():
-    d = describe.blip2_description(FakeBlip2(), torch.zeros(1, 4, 8), GenerationSettings())
+def test_composed_description_combines_caption_prompted_caption_and_questions():
+    d = describe.composed_description(FakeBlip2(), torch.zeros(1, 4, 8), GenerationSettings())
     text = "".join(d)
     assert text == (
         "A man riding a red bicycle. It looks like a picture of a man on a bike in a city street. "
@@ -48,12 +49,13 @@ def test_blip2_description_combines_caption_prompted_caption_and_questions():
     assert d.caption == "a man riding a red bicycle"
 
 
-def test_blip2_description_skips_what_adds_nothing():
+def test_composed_description_skips_what_adds_nothing():
     answers = dict(ANSWERS)
     answers["this is a picture of"] = "a man riding a bicycle"  # says the caption again
     answers["Question: How many people are in this image? Answer:"] = "none"
     answers["Question: Is there any writing in this image? Answer:"] = "no"
-    text = "".join(describe.blip2_description(FakeBlip2(answers), torch.zeros(1, 4, 8), GenerationSettings()))
+    d = describe.composed_description(FakeBlip2(answers), torch.zeros(1, 4, 8), GenerationSettings())
+    text = "".join(d)
     assert "It looks like" not in text
     assert "I don't see any people." in text and "I don't see any writing." in text
 

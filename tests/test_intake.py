@@ -14,8 +14,7 @@ from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.prefill import prefill
-from vqa_chat.engine.request import Inputs
-from vqa_chat.engine.types import BackendOptions, GenerationSettings
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs
 
 COLORS = ["red", "blue", "green", "yellow", "purple"]
 QUESTIONS = [  # per session, one question per turn: different lengths, so rows are padded differently

@@ -19,7 +19,8 @@ from vqa_chat.chat import image_slot, session
 from vqa_chat.chat.lifetime import Lifetime, idle_text
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
-from vqa_chat.ui.page import AppConfig, stream_to_chat
+from vqa_chat.ui.events import stream_to_chat
+from vqa_chat.ui.page import AppConfig
 
 IDLE_SECONDS = 2.0
 pytestmark = pytest.mark.slow  # starts the app
@@ -142,7 +143,7 @@ def test_a_question_asked_while_the_backend_loads_is_shown_at_once(picture, inst
         released.wait(10)
         return backend
 
-    monkeypatch.setitem(backends.REGISTRY, "slowload", load)
+    monkeypatch.setitem(backends.REGISTRY, "slowload", backends.Entry(load))
     install()  # what this test loads goes with it
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     s = ChatSession()

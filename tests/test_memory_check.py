@@ -233,8 +233,8 @@ def test_a_second_load_waits_for_the_first_while_loaded_backends_answer_at_once(
         order.append(f"second, after the first: {release.is_set()}")
         return fake["fake2"]
 
-    monkeypatch.setitem(backends.REGISTRY, "slow", slow)
-    monkeypatch.setitem(backends.REGISTRY, "second", second)
+    monkeypatch.setitem(backends.REGISTRY, "slow", backends.Entry(slow))
+    monkeypatch.setitem(backends.REGISTRY, "second", backends.Entry(second))
     loads = [threading.Thread(target=backends.get_backend, args=(name,)) for name in ("slow", "second")]
     loads[0].start()
     assert first_started.wait(10)

@@ -24,11 +24,12 @@ class Closing(FakeBackend):
 
 def test_installed_serves_built_backends_and_restores_the_registry(monkeypatch):
     mine, made = Closing("mine"), Closing("made")
-    monkeypatch.setitem(backends.REGISTRY, "loads", lambda options: made)
+    monkeypatch.setitem(backends.REGISTRY, "loads", backends.Entry(lambda options: made))
     blip2_loader = backends.REGISTRY["blip2"]
     with backends.installed(mine=mine, blip2=mine):
         assert backends.get_backend("mine") is mine and backends.get_backend("blip2") is mine
-        assert backends.REGISTRY["blip2"](BackendOptions()) is mine  # the loader serves it too
+        assert backends.REGISTRY["blip2"].load(BackendOptions()) is mine  # the loader serves it too
+        assert backends.label("blip2") == "BLIP-2" and backends.label("mine") == "mine"  # labels kept
         backends.configure("loads", BackendOptions(model="x"))
         assert backends.get_backend("loads") is made and backends.is_loaded("loads")
     assert "mine" not in backends.REGISTRY and backends.REGISTRY["blip2"] is blip2_loader
@@ -48,7 +49,7 @@ def test_installed_restores_the_options(install, monkeypatch):
         loaded_with.append(options.model)
         return Closing("probe")
 
-    monkeypatch.setitem(backends.REGISTRY, "probe", probe)
+    monkeypatch.setitem(backends.REGISTRY, "probe", backends.Entry(probe))
     install()
     backends.configure("probe", BackendOptions(model="outer"))
     with backends.installed():
