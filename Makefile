@@ -22,7 +22,7 @@ SPACE_VENV := .venv-space
 SPACE_PY := $(SPACE_VENV)/bin/python
 SPACE_STAMP := $(SPACE_VENV)/.installed
 
-.PHONY: run test lint space-check clean-venv
+.PHONY: run test test-fast lint space-check clean-venv
 
 run: $(STAMP)
 	@echo "vqa-chat at http://$(HOST):$(PORT)"
@@ -31,6 +31,11 @@ run: $(STAMP)
 test: $(STAMP) $(CHROMIUM) $(AXE)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The tests not marked slow (no app, browser, training run or anything over ~5 s): a quick check while working.
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

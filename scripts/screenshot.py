@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from playwright.sync_api import sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vqa_chat.chat import privacy  # noqa: E402
+from vqa_chat.ports import free_port  # noqa: E402
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs  # noqa: E402
 
 CHROMIUM_FLAGS = [
@@ -40,12 +40,6 @@ CHROMIUM_FLAGS = [
 ]
 PHOTO = ("assets/examples/cat.jpg", ["What is this?", "What colour is it?"])
 DRAWN = ("assets/examples/blue_triangle.png", ["What shape is in the image?", "What color is it?"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 USER_MESSAGES = "() => document.querySelectorAll('#chat [data-testid=\"user\"]').length"

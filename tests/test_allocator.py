@@ -14,7 +14,7 @@ from PIL import Image
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.engine import allocator
 from vqa_chat.engine.batching import Scheduler
-from vqa_chat.engine.types import BackendOptions, GenerationSettings
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,22 +46,23 @@ def kept_mb(mode: str) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow  # two child processes that allocate and free hundreds of MB
 @pytest.mark.skipif(allocator.malloc_trim() is None, reason="needs glibc's malloc_trim")
 def test_freed_memory_leaves_the_process_when_trimmed():
     assert kept_mb("keep") >= 80  # glibc keeps the holes (what grew the app's RSS round after round)
     assert kept_mb("trim") <= 10
 
 
-def test_the_scheduler_trims_when_its_last_answer_is_done(monkeypatch, tiny_blip2_dir):
+def test_the_scheduler_trims_when_its_last_answer_is_done(monkeypatch, tiny_blip2_dir, close_after):
     calls = []
     monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1) or True)
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=4))
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=4)))
     image = backend.encode_image(Image.new("RGB", (40, 40), "red"))
     with torch.no_grad():
         embeds, ids = backend._prompt_embeds(image, "Question: what is it? Answer:")
-    scheduler = Scheduler(backend.model.language_model, backend.tokenizer, max_batch=4)
+    scheduler = close_after(Scheduler(backend.model.language_model, backend.tokenizer, max_batch=4))
     settings = GenerationSettings(max_new_tokens=5, plain=True)
-    gens = [scheduler.submit(embeds, settings, prompt_ids=ids) for _ in range(3)]
+    gens = [scheduler.submit(Inputs.ready(embeds, ids), settings) for _ in range(3)]
     assert all("".join(g) for g in gens)
     deadline = time.monotonic() + 5  # the last text reaches us just before the scheduler tidies up
     while not calls and time.monotonic() < deadline:

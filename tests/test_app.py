@@ -6,8 +6,8 @@ Each `Client` is its own session. Nothing is downloaded: the BLIP-2 backend load
 
 from __future__ import annotations
 
-import socket
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,16 +16,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from vqa_chat.backends import REGISTRY, get_backend
-from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
+from vqa_chat.backends import Entry, get_backend
 
 LONG = 200  # max_new_tokens for answers long enough to stop halfway (the tiny model never emits EOS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.slow  # starts the app
 
 
 def cannot_load(options):
@@ -33,22 +27,14 @@ def cannot_load(options):
 
 
 @pytest.fixture(scope="module")
-def app(tiny_blip2_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
-        mp.setitem(REGISTRY, "broken", cannot_load)
-        demo = build_app(AppConfig(backend="blip2"))
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
-        try:
-            yield demo
-        finally:
-            demo.close()
+def app_setup(app_setup):
+    """conftest's app (in this process, the tiny BLIP-2), and a backend that cannot load."""
+    return replace(app_setup, entries={"broken": Entry(cannot_load)})
 
 
 @pytest.fixture
 def client(app):
-    return Client(app.local_url, verbose=False)
+    return Client(app.url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +70,14 @@ def chat_text(client) -> str:
 
 
 def test_page_has_labelled_controls(app):
-    labels = {c.get("props", {}).get("label") for c in app.config["components"]}
-    values = {str(c.get("props", {}).get("value")) for c in app.config["components"]}
+    labels = {c.get("props", {}).get("label") for c in app.demo.config["components"]}
+    values = {str(c.get("props", {}).get("value")) for c in app.demo.config["components"]}
     assert {"Image", "Question", "Backend", "Chat"} <= labels
     assert {"Send", "Stop", "Regenerate", "New chat"} <= values
 
 
 def test_two_sessions_two_turns_isolated(client, app, images):
-    other = Client(app.local_url, verbose=False)
+    other = Client(app.url, verbose=False)
     a1 = ask(client, images / "red.png", "What color is it?")
     b1 = ask(other, images / "blue.png", "What shape is it?")
     jobs = [  # second turns at the same time
@@ -115,7 +101,7 @@ def wait_for_text(job, timeout=60):
 
 
 def test_stop_keeps_the_partial_answer(client, app, images):
-    reference = Client(app.local_url, verbose=False)  # same image and question: same greedy answer
+    reference = Client(app.url, verbose=False)  # same image and question: same greedy answer
     ask(reference, images / "red.png", "Describe it.", max_new_tokens=LONG)
     full = reference.predict(api_name="/history")[-1]["answer"]  # the model's text, without the hedge
     job = client.submit(handle_file(str(images / "red.png")), "Describe it.", "blip2", LONG, api_name="/ask")
@@ -202,7 +188,7 @@ def test_reset_starts_a_new_chat(client, images):
 
 
 def test_facts_and_describe_endpoints(app, images):
-    client = Client(app.local_url, verbose=False)
+    client = Client(app.url, verbose=False)
     facts = client.predict(handle_file(str(images / "red.png")), api_name="/facts")
     assert {"labels", "text", "people", "colours", "light", "blurry", "codes", "seconds"} <= set(facts)
     assert facts["colours"][0][0] == "red" and facts["people"] == [] and len(facts["labels"]) == 5
@@ -215,7 +201,7 @@ def test_facts_and_describe_endpoints(app, images):
 def test_photo_text_reaches_the_api_exactly_as_read(client, tmp_path, monkeypatch):
     """A QR code's payload, markup and all, comes back plain from /ask, /chat and /history, like the question
     typed; a long one is shortened in the answer and whole in /facts."""
-    monkeypatch.setattr(get_backend("blip2"), "in_domain", lambda *args: False)  # answered from photo facts
+    monkeypatch.setattr(get_backend("blip2"), "picture_in_domain", lambda *args: False)  # photo facts answer
     payload = "[tap me](javascript:alert(1)) <script>alert(1)</script>\n# *not* a heading | `c` \\ $$x$$ &lt;"
     question = "Scan the *QR code* <b>now</b> & [tell](me)"
     said = ask(client, qr_photo(tmp_path / "qr.png", payload), question)

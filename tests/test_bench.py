@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from vqa_chat.bench import measure
 from vqa_chat.bench.__main__ import main, parse_args
 
 
+@pytest.mark.slow  # every section of the bench, the app in a child process too
 def test_bench_quick_run_writes_the_table(tiny_vlm, tmp_path, capsys):
     tiny_vlm().save_pretrained(str(tmp_path / "model"))
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
@@ -62,7 +64,7 @@ def test_blip2_cpu_bench_builds_the_published_architecture():
         32, 2560, 10240, 50304, "opt")  # fmt: skip
 
 
-def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
+def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir, close_after):
     """Its measuring part, on the tiny BLIP-2: every row, TTFTs and a decode rate below the bound."""
     from PIL import Image
 
@@ -70,7 +72,7 @@ def test_blip2_cpu_bench_measures_a_backend(tiny_blip2_dir):
     from vqa_chat.bench.blip2_cpu import measure as measure_blip2
     from vqa_chat.engine.types import BackendOptions
 
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
     image = Image.new("RGB", (40, 40), "olive")
     rows = measure_blip2(backend, "fp32", image, tokens=4, repeats=1, bandwidth=1e10)
     assert [r.metric for r in rows] == [

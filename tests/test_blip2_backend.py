@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ FOLLOW_UP = "Question: what is in the picture? Answer: a cat Question: what colo
 
 @pytest.fixture(scope="module")
 def backend(tiny_blip2_dir) -> Blip2Backend:
-    return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    with closing(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))) as backend:
+        yield backend
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +146,9 @@ def test_prompt_longer_than_the_context_is_refused(backend):
         list(backend.stream(backend.encode_image(red()), "word " * 300, GenerationSettings(10)))
 
 
-def test_model_id_from_environment(tiny_blip2_dir, monkeypatch):
+def test_model_id_from_environment(tiny_blip2_dir, close_after, monkeypatch):
     monkeypatch.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
-    assert Blip2Backend.load(BackendOptions()).model_id == str(tiny_blip2_dir)
+    assert close_after(Blip2Backend.load(BackendOptions())).model_id == str(tiny_blip2_dir)
 
 
 def test_missing_model_folder_gives_a_clear_error(tmp_path):

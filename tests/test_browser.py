@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,6 @@ from vqa_chat import backends
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.engine.types import BackendOptions
-from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,12 +41,6 @@ TIMEOUT = 60_000  # ms
 LONG = 200  # max new tokens of the answer to stop (the tiny models never stop by themselves)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def slow_when_long(stream, longer_than: int = LONG, seconds: float = 0.05):
     """Long answers come token by token at a real model's pace (a tiny model answers 100 tokens faster than
     one streamed update of the UI), slowly enough to press Stop halfway."""
@@ -61,29 +55,22 @@ def slow_when_long(stream, longer_than: int = LONG, seconds: float = 0.05):
 
 
 @pytest.fixture(scope="module")
-def app(tiny_blip2_dir, tiny_vlm):
-    for need in (CHROMIUM, AXE):
-        if not Path(need).exists():
-            pytest.fail(f"{need} is missing: run `make test` (it installs Chromium and axe-core)")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VQA_CHAT_BLIP2_MODEL", str(tiny_blip2_dir))
-        # without the product token and positions: this tiny model's answers never reach EOS in LONG tokens
-        custom = CustomBackend(tiny_vlm(vit_grid=3, mp_product=False, mp_text_pos=False))
-        custom.stream = slow_when_long(custom.stream)
-        blip2 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
-        blip2.stream = slow_when_long(blip2.stream, longer_than=100, seconds=0.01)  # streamed in pieces
-        mp.setattr(backends, "_loaded", {"custom": custom, "blip2": blip2})
-        demo = build_app(AppConfig(backend="blip2"))
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, **launch_kwargs())
-        try:
-            yield demo
-        finally:
-            demo.close()
+def app_setup(app_setup, tiny_blip2_dir, tiny_vlm):
+    """conftest's app (in this process, BLIP-2 first) serving both tiny models, long answers slowed."""
+    # without the product token and positions: this tiny model's answers never reach EOS in LONG tokens
+    custom = CustomBackend(tiny_vlm(vit_grid=3, mp_product=False, mp_text_pos=False))
+    custom.stream = slow_when_long(custom.stream)
+    blip2 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    blip2.stream = slow_when_long(blip2.stream, longer_than=100, seconds=0.01)  # streamed in pieces
+    with closing(custom), closing(blip2):
+        yield replace(app_setup, backends={"custom": custom, "blip2": blip2})
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    for need in (CHROMIUM, AXE):
+        if not Path(need).exists():
+            pytest.fail(f"{need} is missing: run `make test` (it installs Chromium and axe-core)")
     SHOTS.mkdir(exist_ok=True)
     (SHOTS / "axe-violations.json").unlink(missing_ok=True)
     with sync_api.sync_playwright() as pw:
@@ -109,7 +96,7 @@ def photo(tmp_path_factory) -> str:
 @pytest.fixture
 def page(app, browser):
     page = browser.new_page()
-    page.goto(app.local_url)
+    page.goto(app.url)
     page.wait_for_function(
         "() => window.vqaAnnounce && document.getElementById('vqa-live') && document.querySelector("
         "'#image-input button') && document.getElementById('send-btn')",
@@ -321,7 +308,7 @@ def test_high_contrast_zoom_and_delete(page, photo, browser):
 def test_photo_text_is_shown_verbatim(page, tmp_path, monkeypatch):
     """A QR code holding Markdown, HTML and links of every scheme, and a question typed with markup: the chat
     shows their very characters (Gradio's marked and sanitiser), and nothing in them becomes a link."""
-    monkeypatch.setattr(backends.get_backend("custom"), "in_domain", lambda *args: False)  # facts answer
+    monkeypatch.setattr(backends.get_backend("custom"), "picture_in_domain", lambda *a: False)  # facts answer
     payload = (
         "[tap me](javascript:alert(1)) <script>alert(1)</script> <img src=x onerror=alert(1)>\n"
         "# not a heading | a | b | `c` **d** _e_ $$x^2$$ \\ &lt; https://example.com/a_b www.example.com "

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-import vqa_chat.backends as backends
 from vqa_chat import cli
 from vqa_chat.prompts import load_prompt
 
@@ -26,10 +25,9 @@ def image_path(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch):
-    """The CLI loads through the process-wide registry: start each test with nothing loaded."""
-    monkeypatch.setattr(backends, "_loaded", {})
-    monkeypatch.setattr(backends, "_options", {})
+def fresh_registry(install):
+    """The CLI loads and configures through the process-wide registry: what a test loads goes with it."""
+    install()
 
 
 def test_question_template():
@@ -70,6 +68,7 @@ def test_unreadable_image_is_reported(tiny_blip2_dir, tmp_path, capsys):
     assert code == 1 and "error:" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a new Python process importing torch and transformers
 def test_missing_model_is_reported_without_traceback(tmp_path, image_path):
     """End to end through `python -m`, offline: a clear message and exit code 1."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))

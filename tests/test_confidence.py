@@ -17,10 +17,10 @@ from vqa_chat.chat import confidence
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.batching import Scheduler
-from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 from vqa_chat.eval import calibrate
 from vqa_chat.prompts import load_prompt
-from vqa_chat.ui.page import chat_messages
+from vqa_chat.ui.markdown import chat_messages
 
 PROMPT = "Question: what color is the car? Answer:"
 
@@ -36,8 +36,8 @@ def greedy_with_scores(lm, embeds, n=5):
     return ids, logprobs
 
 
-def test_blip2_token_logprobs_equal_generate_scores(tiny_blip2_dir):
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
+def test_blip2_token_logprobs_equal_generate_scores(tiny_blip2_dir, close_after):
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate")))
     embeds = backend.encode_image(Image.new("RGB", (40, 30), "red"))
     prompt_embeds, _ = backend._prompt_embeds(embeds, PROMPT)
     ids, reference = greedy_with_scores(backend.model.language_model, prompt_embeds[None])
@@ -45,8 +45,8 @@ def test_blip2_token_logprobs_equal_generate_scores(tiny_blip2_dir):
     assert ours == pytest.approx(reference, abs=1e-4)
 
 
-def test_custom_token_logprobs_equal_generate_scores(tiny_vlm):
-    backend = CustomBackend(tiny_vlm())
+def test_custom_token_logprobs_equal_generate_scores(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm()))
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     embeds, _, _ = backend.inputs(patches, [PROMPT])
     ids, reference = greedy_with_scores(backend.model.lm, embeds)
@@ -63,13 +63,13 @@ RECORDED = {
 }
 
 
-def load(kind, engine, tiny_blip2_dir, tiny_vlm, image_tokens="question"):
-    """(backend, image embeds) on a tiny random model."""
+def load(close_after, kind, engine, tiny_blip2_dir, tiny_vlm, image_tokens="question"):
+    """(backend, image embeds) on a tiny random model; the backend is closed after the test."""
     if kind == "blip2":
         backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine=engine))
     else:
         backend = CustomBackend(tiny_vlm(), options=BackendOptions(engine=engine, image_tokens=image_tokens))
-    return backend, backend.encode_image(Image.new("RGB", (40, 40), "blue"))
+    return close_after(backend), backend.encode_image(Image.new("RGB", (40, 40), "blue"))
 
 
 def streamed(backend, image_embeds, prompt, settings, state=None) -> tuple[str, TokenLog]:
@@ -83,10 +83,11 @@ def streamed(backend, image_embeds, prompt, settings, state=None) -> tuple[str, 
 @pytest.mark.parametrize("settings", RECORDED.values(), ids=RECORDED)
 @pytest.mark.parametrize("engine", ["batched", "generate"])
 @pytest.mark.parametrize("kind", ["blip2", "custom"])
-def test_recorded_logprobs_equal_teacher_forced(kind, engine, settings, tiny_blip2_dir, tiny_vlm):
+def test_recorded_logprobs_equal_teacher_forced(kind, engine, settings, tiny_blip2_dir, tiny_vlm,
+                                                close_after):  # fmt: skip
     """The log-probs the engine records while answering == the teacher-forced pass over the same tokens,
     on a first question and a follow-up (which reuses the first turn's KV in the batched engine)."""
-    backend, image_embeds = load(kind, engine, tiny_blip2_dir, tiny_vlm)
+    backend, image_embeds = load(close_after, kind, engine, tiny_blip2_dir, tiny_vlm)
     state, turns = backend.new_state(), []
     for question in ("what color is the car?", "and the sky?"):
         prompt = format_prompt(turns, question)
@@ -97,17 +98,17 @@ def test_recorded_logprobs_equal_teacher_forced(kind, engine, settings, tiny_bli
         turns.append(Turn(question, answer))
 
 
-def test_recorded_logprobs_in_a_batch_of_chats(tiny_blip2_dir):
+def test_recorded_logprobs_in_a_batch_of_chats(tiny_blip2_dir, close_after):
     """Several chats decoded together (left-padded KV, different lengths and settings): each row's log-probs
     are its own answer's."""
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
-    scheduler = Scheduler(backend.model.language_model, backend.tokenizer, max_batch=8)
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate")))
+    scheduler = close_after(Scheduler(backend.model.language_model, backend.tokenizer, max_batch=8))
     prompts = [PROMPT, "Question: hi Answer:", "Question: what is on the table near the window? Answer:"]
     images = [backend.encode_image(Image.new("RGB", (40, 40), c)) for c in ("red", "green", "blue")]
     logs, answers = [TokenLog() for _ in prompts], []
     with torch.no_grad():
         inputs = [backend._prompt_embeds(im, p) for im, p in zip(images, prompts)]
-    gens = [scheduler.submit(e, GenerationSettings(6 + 3 * i, plain=i == 1), prompt_ids=ids, log=log)
+    gens = [scheduler.submit(Inputs.ready(e, ids), GenerationSettings(6 + 3 * i, plain=i == 1), log=log)
             for i, ((e, ids), log) in enumerate(zip(inputs, logs))]  # fmt: skip
     answers = ["".join(g) for g in gens]
     assert scheduler.max_rows > 1  # decoded together
@@ -116,28 +117,27 @@ def test_recorded_logprobs_in_a_batch_of_chats(tiny_blip2_dir):
         assert log.logprobs == pytest.approx(backend.token_logprobs(image, prompt, log.tokens), abs=1e-4)
 
 
-def test_pinned_image_tokens_score_the_input_the_answer_came_from(tiny_vlm):
+def test_pinned_image_tokens_score_the_input_the_answer_came_from(tiny_vlm, close_after):
     """image_tokens="first": a follow-up is generated after the first question's image tokens; its recorded
     log-probs are those of that input (the old second pass scored it on the question's own image tokens)."""
-    backend, patches = load("custom", "batched", None, tiny_vlm, image_tokens="first")
+    backend, patches = load(close_after, "custom", "batched", None, tiny_vlm, image_tokens="first")
     state = backend.new_state()
     question = "what color is the car?"
     first, _ = streamed(backend, patches, format_prompt([], question), RECORDED["ours"], state)
     prompt = format_prompt([Turn(question, first)], "what shape is it?")
     _, log = streamed(backend, patches, prompt, RECORDED["ours"], state)
-    pinned, _, _ = backend.pinned_inputs(patches, prompt, state)  # [1, T, D]: the input actually used
-    reference = teacher_forced_logprobs(backend.model.lm, pinned, log.tokens)
+    pinned, _ = backend.lm_rows([(patches, prompt, state)])[0]  # [T, D]: the input actually used
+    reference = teacher_forced_logprobs(backend.model.lm, pinned[None], log.tokens)
     assert log.logprobs == pytest.approx(reference, abs=1e-4)
     own = backend.token_logprobs(patches, prompt, log.tokens)  # the question's own image tokens
     assert max(abs(a - b) for a, b in zip(log.logprobs, own)) > 1e-3  # a different input
 
 
 @pytest.mark.parametrize("engine", ["batched", "generate"])
-def test_session_judges_the_recorded_logprobs_without_a_second_pass(engine, tiny_vlm, monkeypatch, tmp_path):
-    from vqa_chat import backends
-
-    backend = CustomBackend(tiny_vlm(), options=BackendOptions(engine=engine))
-    monkeypatch.setattr(backends, "_loaded", {"custom": backend})
+def test_session_judges_the_recorded_logprobs_without_a_second_pass(engine, tiny_vlm, install, close_after,
+                                                                    monkeypatch, tmp_path):  # fmt: skip
+    backend = close_after(CustomBackend(tiny_vlm(), options=BackendOptions(engine=engine)))
+    install(custom=backend)
     monkeypatch.setenv(confidence.CONFIG_ENV, str(tmp_path / "c.json"))
     path = tmp_path / "pic.png"
     Image.new("RGB", (40, 40), "red").save(path)
@@ -186,10 +186,8 @@ def test_calibration_file_round_trip(tmp_path, monkeypatch):
 QAS = [("what color is the shape?", "red"), ("what shape is in the image?", "circle"), ("is it red?", "yes")]
 
 
-def test_calibrate_command_on_a_tiny_model(tiny_vlm, tmp_path, monkeypatch):
-    from vqa_chat import backends
-
-    backend = CustomBackend(tiny_vlm())
+def test_calibrate_command_on_a_tiny_model(tiny_vlm, tmp_path, install, close_after, monkeypatch):
+    backend = close_after(CustomBackend(tiny_vlm()))
     image = tmp_path / "im.png"
     Image.new("RGB", (40, 40), "red").save(image)
     records = [
@@ -197,7 +195,7 @@ def test_calibrate_command_on_a_tiny_model(tiny_vlm, tmp_path, monkeypatch):
         for i, (q, a) in enumerate(QAS[:2] + [("is it red?", "yes")])
     ]
     monkeypatch.setattr(calibrate, "load", lambda dataset, split, data_dir: records)
-    monkeypatch.setattr(backends, "_loaded", {"custom": backend})
+    install(custom=backend)
     out = tmp_path / "confidence.json"
     code = calibrate.main(["--backend", "custom", "--limit", "3", "--out", str(out), "--no-progress"])
     entry = json.loads(out.read_text())["custom"]
@@ -231,11 +229,9 @@ def test_unsure_answer_is_hedged_in_the_chat_and_retake_advice_comes_only_from_m
     ]  # the /chat API says the same  # fmt: skip
 
 
-def test_session_marks_low_confidence_answers(tiny_vlm, monkeypatch, tmp_path):
-    from vqa_chat import backends
-
-    backend = CustomBackend(tiny_vlm())
-    monkeypatch.setattr(backends, "_loaded", {"custom": backend})
+def test_session_marks_low_confidence_answers(tiny_vlm, install, close_after, monkeypatch, tmp_path):
+    backend = close_after(CustomBackend(tiny_vlm()))
+    install(custom=backend)
     path = tmp_path / "pic.png"
     Image.new("RGB", (40, 40), "red").save(path)
     monkeypatch.setenv(confidence.CONFIG_ENV, str(tmp_path / "c.json"))

@@ -123,8 +123,8 @@ def test_save_then_load_gives_identical_outputs(tiny_vlm, tiny_vlm_parts, tmp_pa
 
 
 @pytest.mark.parametrize("image_last", [False, True])
-def test_backend_stream_equals_generate_and_batch(tiny_vlm, image_last):
-    backend = CustomBackend(tiny_vlm(lm_image_last=image_last))
+def test_backend_stream_equals_generate_and_batch(tiny_vlm, image_last, close_after):
+    backend = close_after(CustomBackend(tiny_vlm(lm_image_last=image_last)))
     image = images(1)[0]
     patches = backend.encode_image(image)
     prompt = "Question: what color is the car? Answer:"
@@ -138,8 +138,8 @@ def test_backend_stream_equals_generate_and_batch(tiny_vlm, image_last):
     assert backend.generate(patches, prompt, PLAIN) == backend.model.generate(patches, [prompt], 6)[0]
 
 
-def test_backend_batch_equals_one_by_one(tiny_vlm):
-    backend = CustomBackend(tiny_vlm())
+def test_backend_batch_equals_one_by_one(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm()))
     ims = images(3)
     prompts = [
         "Question: what? Answer:",
@@ -150,8 +150,8 @@ def test_backend_batch_equals_one_by_one(tiny_vlm):
     assert batch == [backend.generate(backend.encode_image(i), p, PLAIN) for i, p in zip(ims, prompts)]
 
 
-def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm):
-    backend = CustomBackend(tiny_vlm())
+def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm()))
     calls = []
     backend.model.vision.net.register_forward_hook(lambda *a: calls.append(1))
     patches = backend.encode_image(images(1)[0])
@@ -160,8 +160,8 @@ def test_follow_up_turn_does_not_run_the_vision_encoder(tiny_vlm):
     assert len(calls) == 1
 
 
-def test_stop_event_halts_streaming(tiny_vlm):
-    backend = CustomBackend(tiny_vlm())
+def test_stop_event_halts_streaming(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm()))
     patches = backend.encode_image(images(1)[0])
     stop = threading.Event()
     pieces = []
@@ -174,8 +174,8 @@ def test_stop_event_halts_streaming(tiny_vlm):
     assert len("".join(pieces)) < len(full)
 
 
-def test_attention_map_covers_the_patch_grid(tiny_vlm):
-    backend = CustomBackend(tiny_vlm(vit_grid=3))
+def test_attention_map_covers_the_patch_grid(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm(vit_grid=3)))
     image = images(1)[0]
     heat = backend.attention_map(image, "Question: where? Answer:", backend.encode_image(image))
     assert heat.shape == (3, 3) and abs(float(heat.sum()) - 1) < 1e-5

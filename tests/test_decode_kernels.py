@@ -71,10 +71,10 @@ def test_without_a_compiler_decoding_falls_back_to_f_linear(monkeypatch, caplog)
     assert "unavailable" in caplog.text and len(K._failed) == 1
 
 
-def test_greedy_answers_equal_with_and_without_the_kernels(tiny_blip2_dir, every_linear):
+def test_greedy_answers_equal_with_and_without_the_kernels(tiny_blip2_dir, every_linear, close_after):
     """Alone and three sessions at once (rows 1-3 on the kernel), the same answers as F.linear."""
-    plain = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), decode_kernels=False))
-    fast = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    plain = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), decode_kernels=False)))
+    fast = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
     assert K.compiled_linears(fast.model.language_model)
     assert not K.compiled_linears(plain.model.language_model)
     settings = GenerationSettings(max_new_tokens=12, plain=True)
@@ -102,10 +102,10 @@ def test_threads_sets_this_threads_count_and_restores_it():
         assert torch.get_num_threads() == before
 
 
-def test_two_backends_decoding_at_once_keep_their_answers(tiny_blip2_dir, every_linear):
+def test_two_backends_decoding_at_once_keep_their_answers(tiny_blip2_dir, every_linear, close_after):
     """Two loaded models (two engine threads) calling the one compiled kernel at the same time."""
-    a = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
-    b = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=2))
+    a = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
+    b = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), max_batch=2)))
     settings = GenerationSettings(max_new_tokens=16, plain=True)
     jobs = [(backend, Image.new("RGB", (40, 40), c), f"Question: what is {c}? Answer:")
             for backend in (a, b) for c in ("red", "teal", "gold")]  # fmt: skip

@@ -6,6 +6,7 @@ import torch
 from fakes import FakeBackend
 from PIL import Image
 
+from vqa_chat.backends.base import Capabilities
 from vqa_chat.chat import describe
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
@@ -23,7 +24,7 @@ ANSWERS = {  # BLIP-2 part prompt -> answer
 class FakeBlip2(FakeBackend):
     """Answers the describe prompts from ANSWERS, anything else with "w0 w1 ..."."""
 
-    composes_descriptions = True
+    capabilities = Capabilities(composes_descriptions=True)
 
     def __init__(self, answers=ANSWERS):
         super().__init__("blip2")
@@ -37,8 +38,8 @@ class FakeBlip2(FakeBackend):
             yield from (f" w{i}" for i in range(settings.max_new_tokens))
 
 
-def test_blip2_description_combines_caption_prompted_caption_and_questions():
-    d = describe.blip2_description(FakeBlip2(), torch.zeros(1, 4, 8), GenerationSettings())
+def test_composed_description_combines_caption_prompted_caption_and_questions():
+    d = describe.composed_description(FakeBlip2(), torch.zeros(1, 4, 8), GenerationSettings())
     text = "".join(d)
     assert text == (
         "A man riding a red bicycle. It looks like a picture of a man on a bike in a city street. "
@@ -48,12 +49,13 @@ def test_blip2_description_combines_caption_prompted_caption_and_questions():
     assert d.caption == "a man riding a red bicycle"
 
 
-def test_blip2_description_skips_what_adds_nothing():
+def test_composed_description_skips_what_adds_nothing():
     answers = dict(ANSWERS)
     answers["this is a picture of"] = "a man riding a bicycle"  # says the caption again
     answers["Question: How many people are in this image? Answer:"] = "none"
     answers["Question: Is there any writing in this image? Answer:"] = "no"
-    text = "".join(describe.blip2_description(FakeBlip2(answers), torch.zeros(1, 4, 8), GenerationSettings()))
+    d = describe.composed_description(FakeBlip2(answers), torch.zeros(1, 4, 8), GenerationSettings())
+    text = "".join(d)
     assert "It looks like" not in text
     assert "I don't see any people." in text and "I don't see any writing." in text
 
@@ -91,12 +93,9 @@ def test_session_describe_with_one_prompt_model_then_follow_up(fake, tmp_path):
     assert [t["question"] for t in s.history()] == ["Describe this image in detail.", "What colour?"]
 
 
-def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch, tmp_path):
-    from vqa_chat import backends
-
+def test_session_describe_on_blip2_composes_and_follow_up_continues(install, tmp_path):
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
     description = s.history()[0]["answer"]
@@ -108,14 +107,11 @@ def test_session_describe_on_blip2_composes_and_follow_up_continues(monkeypatch,
     assert blip2.encoded == 1  # the image was encoded once for the description and the follow-up
 
 
-def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_prompts(monkeypatch, tmp_path):
+def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_prompts(install, tmp_path):
     from PIL import ImageDraw, ImageFont
 
-    from vqa_chat import backends
-
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     sign = Image.new("RGB", (640, 240), "white")  # a well-lit sign: its text is read, no advice to retake
     ImageDraw.Draw(sign).text((40, 80), "OPEN 24 HOURS", fill="black", font=ImageFont.load_default(size=64))
     sign.save(tmp_path / "sign.png")
@@ -128,12 +124,9 @@ def test_blip2_describe_adds_the_text_ocr_read_without_putting_it_in_later_promp
     assert "24 HOURS" not in blip2.prompts[-1]  # the model's own words carry the conversation
 
 
-def test_regenerate_keeps_the_turns_mode(monkeypatch, tmp_path):
-    from vqa_chat import backends
-
+def test_regenerate_keeps_the_turns_mode(install, tmp_path):
     blip2 = FakeBlip2()
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
-    monkeypatch.setattr(backends, "_loaded", {"blip2": blip2})
+    install(blip2=blip2)
     s = ChatSession()
     list(s.describe(picture(tmp_path), "blip2", GenerationSettings()))
     assert s.conversation.turns[-1].mode == "describe"

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import backends
-from vqa_chat.backends import Backend, set_backend
+from vqa_chat.backends import Backend
 from vqa_chat.data.datasets import load_easy_vqa, write_official
 from vqa_chat.eval.evaluate import main, score_records
 from vqa_chat.eval.failures import failures_markdown
@@ -43,10 +42,11 @@ class ScriptedBackend(Backend):
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    """A clean backend registry for one test (the fake never leaks into other tests)."""
-    monkeypatch.setattr(backends, "_loaded", {})
-    monkeypatch.setattr(backends, "_options", {})
+def registry(install):
+    """The backend registry for one test: `registry(custom=fake)` installs a fake, and nothing the test
+    installs, loads or configures leaks into other tests."""
+    install()
+    return install
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_run_easy_vqa(tmp_path, registry, easy_records, capsys):
     truth = [r["answers"][0] for r in easy_records]
     predicted = truth[:7] + ["Yes", "purple", truth[9]]  # "Yes" scores 0: all ten annotators said "yes"/"no"
     fake = ScriptedBackend(predicted)
-    set_backend("custom", fake)
+    registry(custom=fake)
     out = tmp_path / "out"
     main(["run", "--backend", "custom", "--dataset", "easy-vqa", "--split", "test", "--limit", "10",
           "--batch-size", "4", "--no-progress", "--results", str(out / "results.json"),
@@ -166,7 +166,7 @@ def test_run_without_ground_truth_writes_results_only(tmp_path, registry, capsys
     (tmp_path / "v2_OpenEnded_mscoco_test-dev2015_questions.json").write_text(json.dumps(questions))
     (tmp_path / "test2015").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "test2015" / "COCO_test2015_000000000007.jpg")
-    set_backend("custom", ScriptedBackend(["because"]))
+    registry(custom=ScriptedBackend(["because"]))
     main(["run", "--backend", "custom", "--dataset", "vqav2", "--split", "test-dev",
           "--data-dir", str(tmp_path), "--no-progress", "--results", str(tmp_path / "r.json"),
           "--report", str(tmp_path / "report.json")])  # fmt: skip

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_chat import backends
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
@@ -44,15 +43,13 @@ class Faulty:
 
 
 @pytest.fixture
-def served(tiny_blip2_dir, monkeypatch):
-    backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+def served(tiny_blip2_dir, install, close_after, monkeypatch):
+    backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir))))
     faulty = Faulty(backend.model.language_model)
     backend.scheduler.lm = backend.scheduler.decode_lm = faulty  # prefill and decode steps
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: backend)
-    monkeypatch.setitem(backends._loaded, "blip2", backend)  # undone after the test
+    install(blip2=backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
-    yield backend, faulty
-    backend.scheduler.close()
+    return backend, faulty
 
 
 @pytest.fixture

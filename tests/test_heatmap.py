@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-import vqa_chat.backends as backends
 from vqa_chat import cli
 from vqa_chat.backends.blip2 import Blip2Backend, qformer_cross_attention
 from vqa_chat.backends.custom import CustomBackend
@@ -17,8 +16,8 @@ from vqa_chat.engine.types import BackendOptions, GenerationSettings
 
 
 @pytest.fixture
-def blip2(tiny_blip2_dir):
-    return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
+def blip2(tiny_blip2_dir, close_after):
+    return close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate")))
 
 
 def test_blip2_map_averages_qformer_cross_attention_over_the_patch_grid(blip2):
@@ -106,8 +105,8 @@ def test_blip2_heatmaps_and_answers_run_at_the_same_time(blip2):
     assert all(torch.allclose(grid, expected_grid) for grid in results[look])
 
 
-def test_custom_map_depends_on_the_question(tiny_vlm):
-    backend = CustomBackend(tiny_vlm(vit_grid=3))
+def test_custom_map_depends_on_the_question(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm(vit_grid=3)))
     image = Image.new("RGB", (40, 40), "blue")
     a = heatmap.attention_map(backend, image, "Question: what color is the car? Answer:")
     b = heatmap.attention_map(backend, image, "Question: how many dogs are there? Answer:")
@@ -122,8 +121,8 @@ def test_overlay_keeps_the_image_size_and_colours_it():
     assert "top right" in heatmap.describe_focus([[0.0, 1.0], [0.0, 0.0]])
 
 
-def test_cli_writes_the_heatmap(tiny_blip2_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(backends, "_loaded", {})
+def test_cli_writes_the_heatmap(tiny_blip2_dir, tmp_path, install, capsys):
+    install()  # the BLIP-2 the CLI loads goes with the test
     image, out = tmp_path / "photo.png", tmp_path / "heat.png"
     Image.new("RGB", (64, 48), (30, 160, 60)).save(image)
     argv = ["--model", str(tiny_blip2_dir), "--image", str(image), "--question", "what?"]

@@ -14,8 +14,7 @@ from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.prefill import prefill
-from vqa_chat.engine.request import Inputs
-from vqa_chat.engine.types import BackendOptions, GenerationSettings
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs
 
 COLORS = ["red", "blue", "green", "yellow", "purple"]
 QUESTIONS = [  # per session, one question per turn: different lengths, so rows are padded differently
@@ -77,9 +76,9 @@ def ask_together(sessions: Sessions, turn: int) -> list[str]:
 
 
 @pytest.mark.parametrize("image_last", [True, False])
-def test_sessions_asked_together_answer_as_alone(tiny_vlm, image_last):
+def test_sessions_asked_together_answer_as_alone(tiny_vlm, image_last, close_after):
     model = tiny_vlm(lm_image_last=image_last)
-    backend = CustomBackend(model, options=BackendOptions(max_batch=8))
+    backend = close_after(CustomBackend(model, options=BackendOptions(max_batch=8)))
     together, alone = Sessions(backend, stateless=3), Sessions(backend, stateless=3)
     intakes = []
     for turn in range(3):
@@ -117,8 +116,8 @@ def test_batched_prefill_equals_each_row_alone(tiny_vlm):
             torch.testing.assert_close(logits[i], last[0], atol=1e-5, rtol=1e-4)
 
 
-def test_a_failing_build_fails_only_its_requests(tiny_vlm):
-    backend = CustomBackend(tiny_vlm(), options=BackendOptions(max_batch=8))
+def test_a_failing_build_fails_only_its_requests(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm(), options=BackendOptions(max_batch=8)))
     patches = backend.encode_image(Image.new("RGB", (48, 48), "red"))
 
     def broken(items):
@@ -130,8 +129,8 @@ def test_a_failing_build_fails_only_its_requests(tiny_vlm):
     assert "".join(backend.stream(patches, prompt, GenerationSettings(max_new_tokens=2, plain=True)))
 
 
-def test_the_answers_image_tokens_are_kept_for_its_top_answers(tiny_vlm):
-    backend = CustomBackend(tiny_vlm(), options=BackendOptions(max_batch=8))
+def test_the_answers_image_tokens_are_kept_for_its_top_answers(tiny_vlm, close_after):
+    backend = close_after(CustomBackend(tiny_vlm(), options=BackendOptions(max_batch=8)))
     patches = backend.encode_image(Image.new("RGB", (48, 48), "red"))
     prompt = format_prompt([], "What color?")
     "".join(backend.stream(patches, prompt, GenerationSettings(max_new_tokens=2, plain=True)))

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from vqa_chat import backends
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
@@ -66,11 +65,11 @@ def test_crop_is_whole_only_for_square_pictures():
 
 
 @pytest.fixture
-def custom(monkeypatch, tiny_vlm):
-    """A custom backend on the real EfficientNet-Lite0 encoder and a tiny random LM, installed as "custom",
-    with a count of the network's passes."""
-    backend = CustomBackend(tiny_vlm(vit_source=EFFICIENTNET))
-    monkeypatch.setitem(backends._loaded, "custom", backend)  # undone after the test
+def custom(monkeypatch, tiny_vlm, install, close_after):
+    """A custom backend on the real EfficientNet-Lite0 encoder and a tiny random LM, served as "custom" for
+    the test, with a count of the network's passes."""
+    backend = close_after(CustomBackend(tiny_vlm(vit_source=EFFICIENTNET)))
+    install(custom=backend)
     passes = []
     features = EfficientNetLite0.features
     monkeypatch.setattr(EfficientNetLite0, "features", lambda net, *a: passes.append(1) or features(net, *a))
@@ -85,14 +84,15 @@ def test_describe_runs_the_network_once_for_a_square_photo(custom, tmp_path, siz
     s = ChatSession()
     try:
         list(s.describe(str(path), "custom", GenerationSettings(max_new_tokens=3)))
-        assert s.facts is not None  # Describe computed the photo facts (for what a description missed)
+        facts = s.files.slot.facts
+        assert facts is not None  # Describe computed the photo facts (for what a description missed)
         assert len(passes) == runs  # square: the encoder's pass only; else the classifier's centre crop too
         own = labels.probabilities(s.image)
         reused = labels.reused(backend.imagenet_features(s.embeds["custom"]), s.image.size)
         assert (reused is not None) == (runs == 1)
         top = labels.top(own)
-        assert [(label.name, label.group) for label in s.facts.labels] == [(n, g) for n, _, g in top]
-        np.testing.assert_allclose([label.probability for label in s.facts.labels], [p for _, p, _ in top],
+        assert [(label.name, label.group) for label in facts.labels] == [(n, g) for n, _, g in top]
+        np.testing.assert_allclose([label.probability for label in facts.labels], [p for _, p, _ in top],
                                    atol=1e-5)
     finally:
         s.close()

@@ -2,8 +2,8 @@
 
 1. takes part in no import cycle;
 2. imports only from its own stage or lower ones, the stages being, lowest first,
-   base (settings.py, budget.py, files.py, prompts.py) -> data -> model -> engine -> backends -> photo
-   -> chat -> ui -> cli -> train -> eval -> bench
+   base (settings.py, budget.py, files.py, prompts.py, ports.py) -> data -> model -> engine -> backends
+   -> photo -> chat -> ui -> cli -> train -> eval -> bench
    (`STAGES` below; the README's "Project layout" states the same order and a test keeps them equal);
 3. has at most 300 lines;
 4. is named in the README's "Project layout" tree (empty package markers excepted).
@@ -42,6 +42,7 @@ TOP_LEVEL = {
     "budget": "base",  # the memory budget shared by the engine's caches and the chat's images
     "files": "base",  # checksums and the cache folder
     "prompts": "base",  # prompt templates
+    "ports": "base",  # a free loopback port (tests, the bench, scripts)
     "cli": "cli",  # the command line: a front end beside the web page
 }
 
@@ -153,9 +154,7 @@ def test_no_imports_up_the_stages():
 
 # Over the limit when the check was written, waiting for their split (issue 21, item 3): none may grow, and
 # each leaves this list when it is split. The list must end empty.
-NOT_YET_SPLIT = {
-    "vqa_chat/chat/session.py": 450, "vqa_chat/ui/page.py": 308,
-}  # fmt: skip
+NOT_YET_SPLIT: dict[str, int] = {}  # photo/answers.py left it when it was split (issue 20)
 
 
 def test_modules_at_most_300_lines():

@@ -3,11 +3,11 @@ a question asked while the backend loads is in the chat at once. Through the rea
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
+from apps import AppSetup
 from fakes import FakeBackend
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -19,7 +19,8 @@ from vqa_chat.chat import image_slot, session
 from vqa_chat.chat.lifetime import Lifetime, idle_text
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
-from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs, stream_to_chat
+from vqa_chat.ui.events import stream_to_chat
+from vqa_chat.ui.page import AppConfig
 
 IDLE_SECONDS = 2.0
 pytestmark = pytest.mark.slow  # starts the app
@@ -31,24 +32,9 @@ def slow_fake():
 
 
 @pytest.fixture(scope="module")
-def app(slow_fake):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(backends.REGISTRY, "fake", lambda options: slow_fake)
-        mp.setitem(backends._loaded, "fake", slow_fake)
-        config = AppConfig(backend="fake", idle_minutes=IDLE_SECONDS / 60)
-        demo = build_app(config)
-        where = dict(server_name="127.0.0.1", server_port=free_port())
-        demo.launch(**where, prevent_thread_lock=True, **launch_kwargs(config))
-        try:
-            yield demo
-        finally:
-            demo.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def app_setup(slow_fake):
+    """The app in this process on the slow fake backend, sessions ending after IDLE_SECONDS."""
+    return AppSetup(AppConfig(backend="fake", idle_minutes=IDLE_SECONDS / 60), backends={"fake": slow_fake})
 
 
 @pytest.fixture
@@ -83,7 +69,7 @@ def wait_until(condition, seconds: float) -> bool:
 def test_an_idle_session_ends_and_frees_its_memory_and_files(app, photo, app_temp_dir):
     before = files_in(app_temp_dir)
     slots_before = len(image_slot.BUDGET.sizes)
-    client = Client(app.local_url, verbose=False)
+    client = Client(app.url, verbose=False)
     assert client.predict(handle_file(photo), "q", "fake", 2, api_name="/ask") == "w0 w1"
     made = files_in(app_temp_dir) - before
     assert len(made) >= 3  # the upload (scrubbed), the chat's thumbnail, the picture's lossless copy
@@ -94,7 +80,7 @@ def test_an_idle_session_ends_and_frees_its_memory_and_files(app, photo, app_tem
 
 
 def test_a_returning_user_is_told_and_can_go_on_at_once(app, photo):
-    client = Client(app.local_url, verbose=False)
+    client = Client(app.url, verbose=False)
     assert client.predict(handle_file(photo), "q", "fake", 2, api_name="/ask") == "w0 w1"
     time.sleep(IDLE_SECONDS + 2.5)
     message = f"This chat ended after {idle_text(IDLE_SECONDS)} without use; add the photo again to go on."
@@ -106,7 +92,7 @@ def test_a_returning_user_is_told_and_can_go_on_at_once(app, photo):
 
 
 def test_a_turn_streaming_when_the_limit_passes_is_not_cut(app, photo):
-    client = Client(app.local_url, verbose=False)
+    client = Client(app.url, verbose=False)
     answer = client.predict(handle_file(photo), "long", "fake", 16, api_name="/ask")  # 4 s > 2 s limit
     assert answer == " ".join(f"w{i}" for i in range(16))
     assert client.predict(None, "and then?", "fake", 2, api_name="/ask") == "w0 w1"  # same session and photo
@@ -149,7 +135,7 @@ def test_an_evicted_session_still_answers_alike_only_re_encoding(fake, picture, 
     assert [t["answer"] for t in a.history()] == ["w0 w1", "w0 w1"]
 
 
-def test_a_question_asked_while_the_backend_loads_is_shown_at_once(picture, monkeypatch):
+def test_a_question_asked_while_the_backend_loads_is_shown_at_once(picture, install, monkeypatch):
     released = threading.Event()
     backend = FakeBackend("slowload")
 
@@ -157,8 +143,8 @@ def test_a_question_asked_while_the_backend_loads_is_shown_at_once(picture, monk
         released.wait(10)
         return backend
 
-    monkeypatch.setitem(backends.REGISTRY, "slowload", load)
-    monkeypatch.setattr(backends, "_loaded", dict(backends._loaded))  # what this test loads goes with it
+    monkeypatch.setitem(backends.REGISTRY, "slowload", backends.Entry(load))
+    install()  # what this test loads goes with it
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     s = ChatSession()
     asked = s.ask(picture(), "what is it?", "slowload", GenerationSettings(max_new_tokens=2))

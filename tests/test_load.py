@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # starts the app: minutes
 
 
-@pytest.mark.slow
 def test_sixteen_sessions_five_turns_no_errors_no_leaks_busy_when_full(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts/load_test.py"), "--tiny", "--sessions", "16", "--turns", "5"],

@@ -59,10 +59,10 @@ def no_loads(monkeypatch):
 
 
 @pytest.fixture
-def fresh_blip2(monkeypatch):
-    """The registry without a loaded BLIP-2 (and the session's memory of loads), restored after the test."""
-    monkeypatch.setattr(backends, "_loaded", {k: v for k, v in backends._loaded.items() if k != "blip2"})
-    monkeypatch.setattr(backends, "_options", dict(backends._options))
+def fresh_blip2(install):
+    """The registry without a loaded BLIP-2; what the test configures or loads is forgotten after it."""
+    install()
+    assert not backends.is_loaded("blip2")
 
 
 def test_a_model_far_bigger_than_the_machine_is_refused_before_anything_is_built(huge_blip2_dir, no_loads,
@@ -74,7 +74,7 @@ def test_a_model_far_bigger_than_the_machine_is_refused_before_anything_is_built
     assert no_loads == []  # neither the processor nor the model was loaded
     assert rss_mb() - before < 100  # the 824 GB model was only built on the meta device
     assert "\n" not in str(refused.value)
-    assert "blip2" not in backends._loaded  # not cached: a later try checks again
+    assert not backends.is_loaded("blip2")  # not cached: a later try checks again
 
 
 def test_the_chat_says_why_and_keeps_going(huge_blip2_dir, no_loads, fresh_blip2, fake, tmp_path):
@@ -90,9 +90,9 @@ def test_the_chat_says_why_and_keeps_going(huge_blip2_dir, no_loads, fresh_blip2
     assert list(s.ask(None, "and now?", "fake", GenerationSettings(max_new_tokens=3)))[-1] == "Done."
 
 
-def test_a_tiny_model_that_fits_still_loads(tiny_blip2_dir, caplog):
+def test_a_tiny_model_that_fits_still_loads(tiny_blip2_dir, close_after, caplog):
     with caplog.at_level(logging.INFO, logger=memory.__name__):
-        backend = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), device="cpu"))
+        backend = close_after(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), device="cpu")))
     assert backend.encode_image(Image.new("RGB", (30, 30), "blue")).shape[0] == 1
     assert "BLIP-2 in float32 needs about 0.5 GB of memory" in caplog.text  # checked, and it fit
 
@@ -233,8 +233,8 @@ def test_a_second_load_waits_for_the_first_while_loaded_backends_answer_at_once(
         order.append(f"second, after the first: {release.is_set()}")
         return fake["fake2"]
 
-    monkeypatch.setitem(backends.REGISTRY, "slow", slow)
-    monkeypatch.setitem(backends.REGISTRY, "second", second)
+    monkeypatch.setitem(backends.REGISTRY, "slow", backends.Entry(slow))
+    monkeypatch.setitem(backends.REGISTRY, "second", backends.Entry(second))
     loads = [threading.Thread(target=backends.get_backend, args=(name,)) for name in ("slow", "second")]
     loads[0].start()
     assert first_started.wait(10)

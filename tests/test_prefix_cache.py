@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import torch
 from PIL import Image
@@ -32,16 +34,25 @@ def conversation(backend, image_embeds, settings, state=None) -> tuple[list[str]
 
 @pytest.fixture(scope="module")
 def blip2(tiny_blip2_dir):
-    return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
+    with closing(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))) as backend:
+        yield backend
 
 
 @pytest.fixture(scope="module")
 def blip2_generate(tiny_blip2_dir):
-    return Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))
+    with closing(Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), engine="generate"))) as backend:
+        yield backend
 
 
-def tiny_custom(tiny_vlm, image_last=False, **options) -> CustomBackend:
-    return CustomBackend(tiny_vlm(lm_image_last=image_last), options=BackendOptions(**options))
+@pytest.fixture
+def tiny_custom(tiny_vlm, close_after):
+    """`tiny_custom(image_last=False, **options)`: a custom backend on the tiny model (closed afterwards)."""
+
+    def build(image_last=False, **options) -> CustomBackend:
+        model = tiny_vlm(lm_image_last=image_last)
+        return close_after(CustomBackend(model, options=BackendOptions(**options)))
+
+    return build
 
 
 def test_kv_stack_take_select_round_trip():
@@ -82,9 +93,9 @@ def test_blip2_cached_turns_equal_uncached(blip2, blip2_generate, settings):
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=["plain", "defaults"])
-def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm, settings):
-    backend = tiny_custom(tiny_vlm)
-    reference = tiny_custom(tiny_vlm, engine="generate")
+def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_custom, settings):
+    backend = tiny_custom()
+    reference = tiny_custom(engine="generate")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)
@@ -98,11 +109,11 @@ def test_custom_exact_mode_equals_uncached_and_reuses_only_repeats(tiny_vlm, set
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=["plain", "defaults"])
-def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm, settings):
+def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_custom, settings):
     """Image tokens right before the answer (the bundled model): a follow-up's LM input starts with the
     previous turn's prompt, so its KV is reused, and the answers are the uncached ones."""
-    backend = tiny_custom(tiny_vlm, image_last=True)
-    reference = tiny_custom(tiny_vlm, image_last=True, engine="generate")
+    backend = tiny_custom(image_last=True)
+    reference = tiny_custom(image_last=True, engine="generate")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "blue"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)
@@ -112,9 +123,9 @@ def test_custom_exact_mode_with_image_last_reuses_the_conversation(tiny_vlm, set
     assert reused[0] == 0 and reused[1] >= previous[0] - 1 and all(r > reused[1] for r in reused[2:])
 
 
-def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm):
+def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_custom):
     settings = SETTINGS[0]
-    backend = tiny_custom(tiny_vlm, image_tokens="first")
+    backend = tiny_custom(image_tokens="first")
     patches = backend.encode_image(Image.new("RGB", (40, 40), "green"))
     state = backend.new_state()
     cached, hits = conversation(backend, patches, settings, state)
@@ -135,13 +146,11 @@ def test_custom_pinned_image_tokens_reuse_the_prefix(tiny_vlm):
         turns.append(Turn(question=q, answer=answer))
 
 
-def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate, tmp_path, monkeypatch):
-    from vqa_chat import backends
+def test_the_session_keeps_one_state_per_backend_and_image(blip2, blip2_generate, tmp_path, install):
     from vqa_chat.chat import session
     from vqa_chat.chat.session import ChatSession
 
-    monkeypatch.setitem(backends.REGISTRY, "blip2", lambda options: blip2)
-    monkeypatch.setitem(backends._loaded, "blip2", blip2)  # undone after the test
+    install(blip2=blip2)
     red, blue = tmp_path / "red.png", tmp_path / "blue.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(red)
     Image.new("RGB", (40, 40), (30, 30, 200)).save(blue)

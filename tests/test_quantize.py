@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +19,8 @@ from vqa_chat.engine.types import BackendOptions, GenerationSettings
 def backends(tiny_blip2_dir):
     fp32 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir)))
     int8 = Blip2Backend.load(BackendOptions(model=str(tiny_blip2_dir), quantize="int8"))
-    return fp32, int8
+    with closing(fp32), closing(int8):
+        yield fp32, int8
 
 
 def test_int8_decodes_with_a_copy_whose_every_linear_is_int8(backends):

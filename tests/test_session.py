@@ -13,7 +13,8 @@ from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import GenerationSettings
-from vqa_chat.ui.page import chat_messages, stream_to_chat
+from vqa_chat.ui.events import stream_to_chat
+from vqa_chat.ui.markdown import chat_messages
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ def run(tmp_path, parts, *overrides, out="run"):
     train.main(args)
 
 
+@pytest.mark.slow  # training runs
 def test_train_saves_resumes_and_plots(tmp_path, tiny_vlm_parts, monkeypatch):
     monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
     write_captions(tmp_path)
@@ -52,6 +53,7 @@ def test_train_saves_resumes_and_plots(tmp_path, tiny_vlm_parts, monkeypatch):
     assert [s for s, _ in state["eval"]] == [3, 4, 6]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumed_ends_exactly_where_a_straight_run_does(tmp_path, tiny_vlm_parts, monkeypatch):
     monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
     write_captions(tmp_path)
@@ -137,6 +139,7 @@ def test_answer_head_reads_the_product_token_directly():
     assert head.last[1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_two_stages_classifier_first_then_the_lm(tmp_path, tiny_vlm_parts, monkeypatch):
     monkeypatch.setenv("VQA_CHAT_CACHE", str(tmp_path / "cache"))
     write_captions(tmp_path)

@@ -17,8 +17,7 @@ from vqa_chat.chat.session import ChatSession
 from vqa_chat.photo.answers import answer, describe
 from vqa_chat.photo.facts import Code, PhotoFacts, TextLine
 from vqa_chat.photo.wording import VERBATIM_LIMIT, verbatim
-from vqa_chat.ui.markdown import escape, italic
-from vqa_chat.ui.page import chat_messages
+from vqa_chat.ui.markdown import chat_messages, escape, italic
 
 RTL = ["مرحبا بالعالم، هذا نص عربي!", "שלום עולם (בדיקה) 123"]
 EMOJI = "emoji 👩\u200d👩\u200d👧\u200d👦 🇫🇷 👍🏽 ✔️ ∑ 中文 e\u0301"

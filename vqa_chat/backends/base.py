@@ -1,12 +1,12 @@
 """The backend interface every model behind the chat implements.
 
-A backend turns an image into "image tokens" (embeddings in its language model's input space) once, and
-then answers any number of text prompts about that image by generating after
-`[image tokens][prompt tokens]`. BLIP-2 and our custom Q-Former model both have exactly this shape, so
-the app, the CLI and the evaluator talk to them the same way. Everything callers use is on `Backend`:
-streaming (with the session's reusable state, and the answer's token log-probs for the confidence check),
-answer scoring, the attention map for the heatmap, and whether describe mode composes the description; what
-a backend can't do has a default.
+A backend turns an image into its encoding once (`encode_image`; typed per backend: BLIP-2's image tokens
+[1, Q, D], the custom model's encoder patches [1, N, C], vLLM's data URL), and then answers any number of
+text prompts about that image by generating after `[image tokens][prompt tokens]`. The app, the CLI and the
+evaluator talk to every backend the same way: streaming (with the session's own reusable state, typed per
+backend, and the answer's token log-probs for the confidence check), answer scoring, and, where its
+`capabilities` say so, the attention map for the heatmap and composed descriptions. Whether a picture and a
+question are what the model knows is decided in one place, `Backend.knows`, once per question.
 Also here: device/dtype choice and `ModelLoadError`. The options and settings every backend takes, the token
 log and `BusyError` are the engine's (engine/types.py).
 """
@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 from PIL import Image
@@ -58,25 +60,52 @@ def resolve_device(options: BackendOptions) -> tuple[str, torch.dtype]:
     return device, dtype
 
 
-class Backend(ABC):
+Encoding = TypeVar("Encoding")  # what `encode_image` gives and every turn about the image reuses
+State = TypeVar("State")  # a session's reusable conversation state on this backend (e.g. a prefix KV cache)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond answering, declared as data: callers read it instead of trying."""
+
+    heatmap: bool = False  # `attention_map` tells where it looked (chat/heatmap.py)
+    composes_descriptions: bool = False  # describe mode composes short answers (chat/describe.py)
+    knows_its_domain: bool = False  # trained on one kind of picture, and its domain checks really tell
+
+
+@dataclass(frozen=True)
+class Known:
+    """Is a picture, and a question about it, what the model knows (`Backend.knows`)? When not, the chat,
+    the CLI and evaluate answer from the photo's measured facts instead of the model."""
+
+    picture: bool  # the picture is like the model's training pictures (a general model: any picture)
+    question: bool  # so is the question (a description, with no question: whenever the picture is)
+    own_kind: bool  # the model knows its domain and the picture is of it (easy-VQA's drawings): no photo
+
+    @property
+    def model_answers(self) -> bool:
+        return self.picture and self.question
+
+
+class Backend(ABC, Generic[Encoding, State]):
     """A loaded model that answers prompts about images. One instance is shared by all sessions.
 
     Everything the app, the CLI and the evaluator call is here. What a backend may not support has a
     default: no conversation state (`new_state` gives None), no answer scoring (`answer_logprobs` gives None),
-    no attention map (`attention_map` raises NotImplementedError), no composed descriptions.
+    no answer head (`top_answers` gives []), any picture and question in its domain, nothing to close;
+    `capabilities` says whether it shows a heatmap, composes descriptions and knows its own domain.
     """
 
     name: str = ""  # registry key, e.g. "blip2"
     model_id: str = ""  # the hub id or folder the model was loaded from
     context_length: int = 2048  # tokens the language model accepts, image tokens included
     num_image_tokens: int = 0  # LM positions the image takes in every prompt (every backend sets it)
-    knows_its_domain: bool = False  # True: `in_domain` really tells (a model trained on one kind of picture)
-    composes_descriptions: bool = False  # True: describe mode composes short answers (chat/describe.py)
+    capabilities: Capabilities = Capabilities()
+    heatmap_prompt: str = ""  # the prompt of a heatmap asked before any answer ("": a map that ignores it)
 
     @abstractmethod
-    def encode_image(self, image: Image.Image) -> torch.Tensor:
-        """Run the vision side once: what `stream` takes as `image_embeds` for every turn about the image
-        (BLIP-2: image tokens [1, Q, D]; custom: encoder patches [1, N, C]; vLLM: the image as a data URL)."""
+    def encode_image(self, image: Image.Image) -> Encoding:
+        """Run the vision side once: what `stream` takes as `image_embeds` for every turn about the image."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
@@ -85,55 +114,70 @@ class Backend(ABC):
     @abstractmethod
     def stream(
         self,
-        image_embeds: torch.Tensor,
+        image_embeds: Encoding,
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
-        state=None,
+        state: State | None = None,
         log: TokenLog | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece as tokens are generated; stop early when `stop` is set.
 
-        `state` is the session's reusable conversation state from `new_state()` (kv.PrefixCache), read and
-        refreshed on every turn; None = nothing reused (backends without state ignore it). `log`, when
-        given, holds the answer's token log-probs once the stream ends (backends that can't tell leave it
-        empty).
+        `state` is the session's reusable conversation state from `new_state()`, read and refreshed on every
+        turn; None = nothing reused. `log`, when given, holds the answer's token log-probs once the stream
+        ends (backends that can't tell leave it empty).
         """
 
-    def new_state(self):
+    def new_state(self) -> State | None:
         """A fresh per-session conversation state (e.g. a prefix KV cache), or None if not supported."""
         return None
 
-    def answer_logprobs(self, image_embeds: torch.Tensor, prompt: str, answer: str) -> list[float] | None:
-        """Log-probability of each token of `answer` (as it follows `prompt` about the image), teacher-forced:
-        for answers the chat did not just generate (BLIP-2's composed descriptions, calibration); None when
-        this backend cannot score answers."""
+    def close(self) -> None:
+        """Stop what runs beside the model (the engine's scheduler thread): an answer still running ends with
+        an error, and the backend is not used afterwards. By default there is nothing to stop. Whoever built
+        the backend closes it (the registry's own at interpreter exit: engine/batching.py)."""
         return None
 
-    def in_domain(self, image_embeds, image: Image.Image, question: str | None) -> bool:
-        """Is this picture (and `question`; None = a describe request) like what the model was trained on?
-        Out of domain, the chat answers from photo facts instead (chat/photo). General models: always."""
+    def answer_logprobs(self, image_embeds: Encoding, prompt: str, answer: str) -> list[float] | None:
+        """Log-probability of each token of `answer` (as it follows `prompt` about the image), teacher-forced:
+        for answers the chat did not just generate (composed descriptions, calibration); None when this
+        backend cannot score answers."""
+        return None
+
+    def picture_in_domain(self, image_embeds: Encoding, image: Image.Image) -> bool:
+        """Is this picture like what the model was trained on? General models: always."""
         return True
 
-    def top_answers(self, image_embeds, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+    def question_in_domain(self, question: str) -> bool:
+        """Is this question like the ones the model was trained on? General models: always."""
+        return True
+
+    def knows(self, image_embeds: Encoding, image: Image.Image, question: str | None) -> Known:
+        """The domain decision, once per question (None: a description): the picture, then the question."""
+        picture = self.picture_in_domain(image_embeds, image)
+        asked = question is None or (picture and self.question_in_domain(question))
+        return Known(picture, asked, self.capabilities.knows_its_domain and picture)
+
+    def top_answers(self, image_embeds: Encoding, prompt: str, k: int = 5) -> list[tuple[str, float]]:
         """The k likeliest short answers with their probabilities, or [] when the model has no answer head."""
         return []
 
-    def imagenet_features(self, image_embeds) -> torch.Tensor | None:
+    def imagenet_features(self, image_embeds: Encoding) -> torch.Tensor | None:
         """What the photo facts' ImageNet head takes (photo/labels.py: EfficientNet-Lite0's 1280 head channels
         averaged over the picture, [1, 1280]), read from this backend's `encode_image(image)` when it holds
         them, so that the facts need not run that network again; None when it does not (the default)."""
         return None
 
-    def attention_map(self, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
+    def attention_map(
+        self, image: Image.Image, prompt: str, image_embeds: Encoding | None = None
+    ) -> torch.Tensor:
         """Where the model looked for `prompt`: weights over the patch grid [grid, grid] summing to 1
-        (chat/heatmap.py). `image_embeds` is `encode_image(image)` when the caller has it.
-        Raises NotImplementedError (a user-readable message) when this backend cannot tell."""
-        raise NotImplementedError(f"the {self.name or 'selected'} backend cannot show where it looked")
+        (chat/heatmap.py), when `capabilities.heatmap`. `image_embeds` is `encode_image(image)` if known."""
+        raise TypeError(f"the {self.name or 'selected'} backend has no attention map (capabilities.heatmap)")
 
     def generate(
         self,
-        image_embeds: torch.Tensor,
+        image_embeds: Encoding,
         prompt: str,
         settings: GenerationSettings,
         log: TokenLog | None = None,

@@ -20,11 +20,17 @@ from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip
 
 from vqa_chat import settings
 from vqa_chat.backends import memory
-from vqa_chat.backends.base import Backend, ModelLoadError, resolve_device, teacher_forced_logprobs
+from vqa_chat.backends.base import (
+    Backend,
+    Capabilities,
+    ModelLoadError,
+    resolve_device,
+    teacher_forced_logprobs,
+)
 from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
 from vqa_chat.engine.kv import PrefixCache
-from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
 MODEL_ENV = "VQA_CHAT_BLIP2_MODEL"
@@ -39,11 +45,14 @@ def _check_source(model_id: str) -> None:
         raise ModelLoadError(f"Could not load BLIP-2: the model folder {model_id!r} does not exist.")
 
 
-class Blip2Backend(Backend):
-    """One loaded BLIP-2, shared by all sessions (inference only reads weights: concurrent calls are safe)."""
+class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
+    """One loaded BLIP-2, shared by all sessions (inference only reads weights: concurrent calls are safe).
+    Encodings are its image tokens [1, Q, D]."""
 
     name = "blip2"
-    composes_descriptions = True  # it answers short questions best: describe mode asks several (describe.py)
+    # the Q-Former's cross-attention shows where it looked (the same map for every prompt: the default
+    # heatmap prompt "" is as good as any); it answers short questions best: describe mode asks several
+    capabilities = Capabilities(heatmap=True, composes_descriptions=True)
 
     def __init__(
         self,
@@ -67,6 +76,10 @@ class Blip2Backend(Backend):
         """The image tokens come first and do not depend on the prompt, so a follow-up turn reuses the KV
         of `[image tokens][BOS Question: q1 Answer: a1 ...]` and runs only its new tokens."""
         return PrefixCache() if self.scheduler is not None else None
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     @classmethod
     def load(cls, options: BackendOptions) -> Blip2Backend:
@@ -185,10 +198,9 @@ class Blip2Backend(Backend):
         with torch.no_grad():
             embeds, ids = self._prompt_embeds(image_embeds, prompt)  # [T, D]
         self._fit(embeds.shape[0], settings)
-        mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
-        lm = self.model.language_model
+        lm, inputs = self.model.language_model, Inputs.ready(embeds, ids)
         yield from generation.stream_answer(
-            self.scheduler, lm, self.tokenizer, embeds[None], mask, settings, stop, state, ids, log
+            self.scheduler, lm, self.tokenizer, inputs, settings, stop, state, log
         )
 
     def generate_batch(

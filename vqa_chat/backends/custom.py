@@ -15,7 +15,11 @@ question and runs only the last answer, the new question and the image tokens. W
 the image tokens are computed once per image, from the first question about it, and pinned for the
 follow-ups, like BLIP-2's prompt-independent image tokens; that is a different model input for follow-ups
 (their own question no longer steers the Q-Former), so the benchmark measures its accuracy cost. Connectors
-that ignore the prompt (`linear`, `mlp`, `mp_question=False`) get full reuse in either mode.
+that ignore the prompt (`linear`, `mlp`, `mp_question=False`) get full reuse in either mode. The pinned
+tokens are part of the session's state (`CustomState.pinned`), beside its prefix cache.
+
+One stream path: every answer's LM input is an `Inputs` built by `lm_rows`, by the batched engine together
+with the other questions that arrive with it, or at once for `generate` (engine/generation.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,13 +37,19 @@ from PIL import Image
 from transformers import BitsAndBytesConfig
 
 from vqa_chat import settings
-from vqa_chat.backends.base import Backend, ModelLoadError, resolve_device, teacher_forced_logprobs
+from vqa_chat.backends.base import (
+    Backend,
+    Capabilities,
+    ModelLoadError,
+    resolve_device,
+    teacher_forced_logprobs,
+)
 from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
 from vqa_chat.engine.kv import PrefixCache
-from vqa_chat.engine.request import Inputs
-from vqa_chat.engine.types import BackendOptions, GenerationSettings, TokenLog
+from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 from vqa_chat.model.vision_language_model import VisionLanguageModel
+from vqa_chat.prompts import load_prompt
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
 MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
@@ -66,7 +77,32 @@ class RecentImageTokens:
         return image if ref is not None and ref() is patches else None
 
 
-class CustomBackend(Backend):
+@dataclass(frozen=True)
+class Pinned:
+    """Image tokens pinned for the follow-ups (image_tokens="first"): those of the first prompt about the
+    picture whose encoder patches are `patches` (compared by identity: a new picture pins anew)."""
+
+    patches: torch.Tensor  # [1, N, C]
+    tokens: torch.Tensor  # [1, Q, D]
+
+
+@dataclass
+class CustomState(PrefixCache):
+    """A session's state on the custom model: the engine's prefix cache, and the pinned image tokens."""
+
+    pinned: Pinned | None = None
+
+    def clear(self) -> None:  # a failed answer: the next turn starts afresh, pinning again
+        super().clear()
+        self.pinned = None
+
+
+Item = tuple[torch.Tensor, str, CustomState | None]  # an answer's patches [1, N, C], prompt, state
+
+
+class CustomBackend(Backend[torch.Tensor, CustomState]):
+    """Encodings are the frozen encoder's patch tokens [1, N, C]."""
+
     name = "custom"
 
     def __init__(self, model: VisionLanguageModel, model_id: str = "", options: BackendOptions | None = None):
@@ -83,9 +119,18 @@ class CustomBackend(Backend):
         # the batched engine; None = one transformers `generate` per answer
         self.scheduler = engine_build.engine(model.lm, self.tokenizer, options)
         self.recent = RecentImageTokens()
+        # a Q-Former's cross-attention is where it looked; early-fusion connectors have none
+        heatmap = cfg.mp_type == "qformer"
+        self.capabilities = Capabilities(heatmap=heatmap, knows_its_domain=model.domain is not None)
+        # the map depends on the prompt: before any answer, the one the model was trained to describe with
+        self.heatmap_prompt = load_prompt("question").format(question=load_prompt("describe"))
 
-    def new_state(self) -> PrefixCache | None:
-        return PrefixCache() if self.scheduler is not None else None
+    def new_state(self) -> CustomState | None:
+        return CustomState() if self.scheduler is not None else None
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
@@ -119,16 +164,31 @@ class CustomBackend(Backend):
         ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
         return embeds, mask, ids
 
-    def lm_rows(self, items: list[tuple[torch.Tensor, str]]) -> list[tuple[torch.Tensor, list[int]]]:
-        """The engine's batched intake (request.Inputs): for (patches [1, N, C], prompt) pairs, each one's LM
-        input [T_i, D] without padding and its prompt ids, from one tokenizer and Q-Former call."""
-        patches = torch.cat([p.to(self.model.device) for p, _ in items])  # [B, N, C]
-        text, image, _ = self.model.read_prompts(patches, [prompt for _, prompt in items])
-        embeds, mask = self.model.lm_inputs(image, text.input_ids, text.attention_mask)  # [B, T, D], [B, T]
-        for (p, prompt), tokens in zip(items, image):
-            self.recent.put(p, prompt, tokens[None])  # for this answer's top_answers
+    def lm_rows(self, items: list[Item]) -> list[tuple[torch.Tensor, list[int]]]:
+        """The LM inputs of answers (types.Inputs): for (patches [1, N, C], prompt, state) triples, each
+        one's LM input [T_i, D] without padding and its prompt ids, from one tokenizer and one Q-Former call
+        for those whose image tokens are not pinned in their state (image_tokens="first")."""
+        text = self.tokenizer([prompt for _, prompt, _ in items], return_tensors="pt", padding=True,
+                              padding_side="left").to(self.model.device)  # fmt: skip
+        pins = [self._pinned(patches, state) for patches, _, state in items]
+        new = [i for i, pin in enumerate(pins) if pin is None]
+        if new:  # their image tokens, from their own prompt
+            patches = torch.cat([items[i][0].to(self.model.device) for i in new])  # [b, N, C]
+            image, _ = self.model.image_tokens(patches, text.input_ids[new], text.attention_mask[new])
+            for i, tokens in zip(new, image):
+                patches, prompt, state = items[i]
+                pins[i] = tokens[None]  # [1, Q, D]
+                self.recent.put(patches, prompt, pins[i])  # for this answer's top_answers
+                if self.pin_image_tokens and state is not None:
+                    state.pinned = Pinned(patches, pins[i])
+        embeds, mask = self.model.lm_inputs(torch.cat(pins), text.input_ids, text.attention_mask)  # [B, T, D]
         ids = [row[m.bool()].tolist() for row, m in zip(text.input_ids, text.attention_mask, strict=True)]
         return [(e[m.bool()], i) for e, m, i in zip(embeds, mask, ids, strict=True)]
+
+    def _pinned(self, patches: torch.Tensor, state: CustomState | None) -> torch.Tensor | None:
+        """The image tokens pinned for this picture in `state`, or None (not pinning, or a new picture)."""
+        pinned = state.pinned if self.pin_image_tokens and state is not None else None
+        return pinned.tokens if pinned is not None and pinned.patches is patches else None
 
     def stream(
         self,
@@ -136,33 +196,17 @@ class CustomBackend(Backend):
         prompt: str,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
-        state: PrefixCache | None = None,
+        state: CustomState | None = None,
         log: TokenLog | None = None,
     ) -> Iterator[str]:
-        if self.scheduler is not None and settings.num_beams == 1 and not self.pin_image_tokens:
-            # the engine builds the LM input, in one batch with the other questions that arrive with it
-            job = Inputs(self.lm_rows, (image_embeds, prompt))
-            yield from self.scheduler.submit(job, settings, stop, state, log=log)
-            return
-        if self.pin_image_tokens:
-            embeds, mask, ids = self.pinned_inputs(image_embeds, prompt, state)
-        else:
-            embeds, mask, ids = self.inputs(image_embeds, [prompt])
+        job = Inputs(self.lm_rows, (image_embeds, prompt, state))
         yield from generation.stream_answer(
-            self.scheduler, self.model.lm, self.tokenizer, embeds, mask, settings, stop, state, ids[0], log
+            self.scheduler, self.model.lm, self.tokenizer, job, settings, stop, state, log
         )
 
-    @torch.no_grad()
-    def pinned_inputs(self, patches: torch.Tensor, prompt: str, state: PrefixCache | None):
-        """Like `inputs` for one prompt, but with the image tokens of the first prompt about this image
-        (kept in `state`), so that consecutive turns share their LM input up to the new text."""
-        extra = state.extra if state is not None else {}
-        if extra.get("patches") is not patches:  # a new image (or no state): compute and pin
-            _, image, _ = self.model.read_prompts(patches, [prompt])
-            extra.update(patches=patches, image=image)  # image tokens [1, Q, D]
-        ids = self.tokenizer([prompt], return_tensors="pt").input_ids.to(self.model.device)  # [1, P]
-        embeds, mask = self.model.lm_inputs(extra["image"], ids, torch.ones_like(ids))  # [1, Q + P, D]
-        return embeds, mask, [ids[0].tolist()]
+    def picture_in_domain(self, image_embeds: torch.Tensor, image: Image.Image) -> bool:
+        domain = self.model.domain  # a model without a fitted domain is trusted everywhere
+        return domain is None or domain.image_in_domain(image_embeds, image)
 
     def imagenet_features(self, image_embeds: torch.Tensor) -> torch.Tensor | None:
         """When the encoder is EfficientNet-Lite0 its patches keep the head features (head_features): the
@@ -170,17 +214,8 @@ class CustomBackend(Backend):
         pixels, i.e. for square pictures (photo/labels.py reused; README, Real photos, offline)."""
         return self.model.vision.head_features(image_embeds)
 
-    @property
-    def knows_its_domain(self) -> bool:
-        return self.model.domain is not None
-
-    def in_domain(self, image_embeds: torch.Tensor, image: Image.Image, question: str | None) -> bool:
-        domain = self.model.domain
-        if domain is None:  # a model without a fitted domain is trusted everywhere
-            return True
-        if not domain.image_in_domain(image_embeds, image):
-            return False
-        return question is None or domain.question_in_domain(question)
+    def question_in_domain(self, question: str) -> bool:
+        return self.model.domain is None or self.model.domain.question_in_domain(question)
 
     @torch.no_grad()
     def top_answers(self, image_embeds: torch.Tensor, prompt: str, k: int = 5) -> list[tuple[str, float]]:
@@ -213,8 +248,6 @@ class CustomBackend(Backend):
         """Where the Q-Former looked for this prompt (it reads the question): [grid, grid] weights, from
         `image_embeds` (the cached patches) when given."""
         patches = image_embeds if image_embeds is not None else self.encode_image(image)
-        _, _, attention = self.model.read_prompts(patches, [prompt], return_attention=True)
-        if attention is None:
-            raise NotImplementedError("this model's connector has no cross-attention to show")
+        _, _, attention = self.model.read_prompts(patches, [prompt], return_attention=True)  # [1, N]
         grid = self.model.cfg.vit_grid
         return attention[0].reshape(grid, grid).float().cpu()  # [N] -> [grid, grid]

@@ -43,8 +43,9 @@ class EncodedImage:
     url: str
 
 
-class VLLMBackend(Backend):
-    """No answer scoring, attention maps or composed descriptions: the server gives only the text."""
+class VLLMBackend(Backend[EncodedImage, None]):
+    """No answer scoring, attention maps or composed descriptions: the server gives only the text. No state
+    either: the server reuses a conversation's shared prefix itself (--enable-prefix-caching)."""
 
     name = "vllm"
     num_image_tokens = BLIP2_QUERY_TOKENS

@@ -99,6 +99,10 @@ class Setup:
     prompts: list[str]  # one-turn prompts of the conversations' first questions
     patches: list[torch.Tensor]
 
+    def close(self) -> None:
+        for backend in (self.exact, self.pinned, self.naive):
+            backend.close()  # their engine threads
+
 
 def setup(cfg: BenchConfig) -> Setup:
     from vqa_chat.chat.images import load_image
@@ -215,6 +219,7 @@ def int8(cfg: BenchConfig, s: Setup) -> tuple[list[Row], dict]:
     settings = GenerationSettings()
     same = sum(s.exact.generate(p, prompt, settings) == q.generate(p, prompt, settings)
                for p, prompt in zip(s.patches, s.prompts))  # fmt: skip
+    q.close()
     sec, rate = "int8", "decode tokens/s (batch 1)"
     rows = [
         Row(sec, "memory read bandwidth", bandwidth / 1e9, "GB/s"),
@@ -252,19 +257,23 @@ def run(cfg: BenchConfig) -> tuple[list[Row], dict]:
     torch.manual_seed(0)
     s = setup(cfg)
     rows, extra = [], {"load_average_start": A.load_average()}
-    for name, section in (("follow-up turns", followups), ("streaming", streaming), ("sessions", sessions)):
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        rows += section(cfg, s)
-    if cfg.device == "cpu":
-        print("int8 ...", file=sys.stderr, flush=True)
-        more, extra = int8(cfg, s)
-        rows += more
-    if cfg.accuracy:
-        print("accuracy of follow-ups ...", file=sys.stderr, flush=True)
-        rows += accuracy(cfg, s)
-    if not cfg.skip_app:
-        print("through the app ...", file=sys.stderr, flush=True)
-        rows += app(cfg, s)
+    try:
+        for name, section in (("follow-up turns", followups), ("streaming", streaming),
+                              ("sessions", sessions)):  # fmt: skip
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            rows += section(cfg, s)
+        if cfg.device == "cpu":
+            print("int8 ...", file=sys.stderr, flush=True)
+            more, extra = int8(cfg, s)
+            rows += more
+        if cfg.accuracy:
+            print("accuracy of follow-ups ...", file=sys.stderr, flush=True)
+            rows += accuracy(cfg, s)
+        if not cfg.skip_app:
+            print("through the app ...", file=sys.stderr, flush=True)
+            rows += app(cfg, s)
+    finally:
+        s.close()
     extra["load_average_end"] = A.load_average()  # (1, 5, 15 minutes): other work on the machine
     meta = {
         "machine": machine(), "model": s.exact.model_id, "device": cfg.device,

@@ -24,15 +24,10 @@ from pathlib import Path
 from vqa_chat.chat.conversation import Turn, format_prompt
 from vqa_chat.chat.images import load_image
 from vqa_chat.engine.types import GenerationSettings
+from vqa_chat.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENS = GenerationSettings().max_new_tokens  # the app's default answer length cap
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(args: list[str], log: Path, env: dict | None = None, timeout: float = 180.0):

@@ -92,6 +92,13 @@ class Conversation:
     def segment_turns(self) -> list[Turn]:
         return [t for t in self.turns if t.segment == self.segment]
 
+    def last_answered(self, pending: Turn | None = None) -> Turn | None:
+        """The newest finished turn about the current image (not `pending`, the one being answered)."""
+        for turn in reversed(self.segment_turns()):
+            if turn.answer.strip() and turn is not pending:
+                return turn
+        return None
+
     def build_prompt(self, question: str, count_tokens: Callable[[str], int], budget: int) -> tuple[str, int]:
         """The prompt for `question` after this segment's answered turns, fitted into `budget` tokens.
 

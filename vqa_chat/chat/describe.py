@@ -2,10 +2,11 @@
 
 - Our custom model was trained on exactly `Question: Describe this image in detail. Answer:` (prompts/
   describe.txt inside prompts/question.txt), so it simply answers that question.
-- BLIP-2 answers short questions best, so its description is composed (`Blip2Description`; backends
-  with `composes_descriptions`): an unprompted caption, a prompted caption ("this is a picture of"), and a
-  few focused questions (colours, people, any writing), each turned into a plain sentence from the
-  templates in prompts/describe_blip2.txt. Sentences come out one by one as they are ready.
+- BLIP-2 answers short questions best, so its description is composed (`ComposedDescription`, for every
+  backend whose capabilities say `composes_descriptions`): an unprompted caption, a prompted caption
+  ("this is a picture of"), and a few focused questions (colours, people, any writing), each turned into a
+  plain sentence from the templates in prompts/describe_blip2.txt. Sentences come out one by one as they
+  are ready.
 
 Either way the description becomes a normal turn `Question: Describe this image in detail. Answer: ...`, so
 follow-up questions continue the same conversation.
@@ -22,7 +23,7 @@ from functools import cache
 from vqa_chat.engine.types import GenerationSettings
 from vqa_chat.prompts import PROMPTS_DIR, load_prompt
 
-PART_MAX_TOKENS = 24  # each BLIP-2 part is a short answer
+PART_MAX_TOKENS = 24  # each part of a composed description is a short answer
 NUMBERS = {"zero": 0, "no": 0, "none": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
@@ -33,7 +34,7 @@ def describe_question() -> str:
 
 
 @cache
-def blip2_templates() -> dict[str, str]:
+def composed_templates() -> dict[str, str]:
     """prompts/describe_blip2.txt as {name: text}; comments and blank lines skipped."""
     out = {}
     for line in (PROMPTS_DIR / "describe_blip2.txt").read_text(encoding="utf-8").splitlines():
@@ -67,7 +68,7 @@ def clean(answer: str) -> str:
 
 def sentence(name: str, answer: str, extra: dict | None = None) -> str:
     """One sentence of the description from part `name`'s answer ("" when it adds nothing)."""
-    t = blip2_templates()
+    t = composed_templates()
     answer = clean(answer)
     if name == "people":
         n = count_people(answer)
@@ -82,7 +83,7 @@ def sentence(name: str, answer: str, extra: dict | None = None) -> str:
     return t[f"{name}.say"].format(answer=answer, Answer=answer[:1].upper() + answer[1:], **(extra or {}))
 
 
-class Blip2Description:
+class ComposedDescription:
     """Iterate for the description's text pieces (a sentence at a time); `.caption` is the plain caption.
 
     `stream(prompt, settings, stop)` is the backend's generator (already bound to the image tokens).
@@ -98,7 +99,7 @@ class Blip2Description:
         self.sentences: list[str] = []
 
     def ask(self, name: str) -> str:
-        prompt = blip2_templates()[name]
+        prompt = composed_templates()[name]
         return "".join(self.stream(prompt, self.settings, self.stop)).strip()
 
     def stopped(self) -> bool:
@@ -117,7 +118,7 @@ class Blip2Description:
         if has_text.startswith("yes"):
             yield sentence("text", self.ask("text"))
         elif has_text.startswith("no"):
-            yield blip2_templates()["text.none"]
+            yield composed_templates()["text.none"]
 
     def __iter__(self) -> Iterator[str]:
         for text in self.parts():
@@ -128,10 +129,12 @@ class Blip2Description:
                 return
 
 
-def blip2_description(backend, image_embeds, settings: GenerationSettings, stop=None) -> Blip2Description:
-    """A `Blip2Description` of the image behind `image_embeds` (BLIP-2's cached image tokens)."""
+def composed_description(
+    backend, image_embeds, settings: GenerationSettings, stop=None
+) -> ComposedDescription:
+    """A `ComposedDescription` of the image behind `image_embeds` (the backend's cached encoding)."""
 
     def stream(prompt, part_settings, part_stop):
         return backend.stream(image_embeds, prompt, part_settings, part_stop)
 
-    return Blip2Description(stream, settings, stop)
+    return ComposedDescription(stream, settings, stop)

@@ -6,7 +6,8 @@ The backend computes the map (`Backend.attention_map`, [grid, grid] weights summ
 - BLIP-2: the Q-Former's cross-attention averaged over layers, heads and queries, without the vision
   encoder's CLS position, computed per call without changing the shared model (backends/blip2.py). BLIP-2's
   Q-Former does not read the question, so its map is the same for every question about an image.
-- vLLM: not available (the server returns only text).
+- vLLM, and custom models whose connector has no cross-attention: not available (`capabilities.heatmap`).
+Before any answer, the map is drawn for the backend's own `heatmap_prompt`.
 
 `overlay(image, grid)` blends the map (bilinear upsampling, matplotlib's "inferno" colormap) over the image.
 """
@@ -17,15 +18,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vqa_chat.backends.base import Backend
+from vqa_chat.chat.conversation import Turn
+
 ALPHA = 0.55  # weight of the heatmap in the blend
+SIDE = 512  # the heatmap picture's longest side
 
 
-def attention_map(backend, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
-    """[grid, grid] attention for `prompt` about `image` (ValueError, user-readable, if unsupported)."""
-    try:
-        return backend.attention_map(image, prompt, image_embeds)
-    except NotImplementedError as e:
-        raise ValueError(str(e)) from e
+def attention_map(backend: Backend, image: Image.Image, prompt: str, image_embeds=None) -> torch.Tensor:
+    """[grid, grid] attention for `prompt` about `image` (ValueError, user-readable, when the backend's
+    capabilities have no heatmap)."""
+    if not backend.capabilities.heatmap:
+        raise ValueError(f"the {backend.name or 'selected'} backend cannot show where it looked")
+    return backend.attention_map(image, prompt, image_embeds)
 
 
 def overlay(image: Image.Image, grid: torch.Tensor | np.ndarray, alpha: float = ALPHA) -> Image.Image:
@@ -54,7 +59,23 @@ def describe_focus(grid: torch.Tensor | np.ndarray) -> str:
     return f"Heatmap of where the model looked; the brightest area is at the {where} of the picture."
 
 
-def heatmap_image(backend, image: Image.Image, prompt: str, image_embeds=None) -> tuple[Image.Image, str]:
+def heatmap_image(
+    backend: Backend, image: Image.Image, prompt: str, image_embeds=None
+) -> tuple[Image.Image, str]:
     """(overlay picture, its text alternative) for `prompt` about `image`."""
     grid = attention_map(backend, image, prompt, image_embeds)
     return overlay(image, grid), describe_focus(grid)
+
+
+def for_turn(
+    backend: Backend, image: Image.Image, turn: Turn | None, image_embeds=None
+) -> tuple[Image.Image, str]:
+    """(overlay picture, its text alternative) of where the model looked for `turn`'s answer about `image`,
+    or for the backend's own `heatmap_prompt` when no answer is given yet; at most SIDE pixels a side."""
+    picture = image.copy()
+    picture.thumbnail((SIDE, SIDE))
+    prompt = turn.prompt if turn is not None else backend.heatmap_prompt
+    overlaid, alt = heatmap_image(backend, picture, prompt, image_embeds)
+    if turn is not None:
+        alt += f' It is for the answer to "{turn.question}".'
+    return overlaid, alt

@@ -1,5 +1,5 @@
-"""A session's current picture: a lossless copy on disk, and what is computed from it, held in memory only
-within a budget shared by all sessions.
+"""A session's current picture: a lossless copy on disk, and what is computed from it once (each backend's
+encoding, the photo facts), held in memory only within a budget shared by all sessions.
 
 The pixels (1024 x 768 RGB is 2.4 MB), each backend's image features and the photo facts are kept while
 there is room under $VQA_CHAT_IMAGE_CACHE_MB (default 512). Past it, the least recently used sessions'
@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vqa_chat import settings
+from vqa_chat import backends, settings
+from vqa_chat.backends.base import Backend
 from vqa_chat.budget import Budget
 from vqa_chat.engine import allocator
+from vqa_chat.photo import facts as photo
 from vqa_chat.photo.facts import PhotoFacts
 
 # $VQA_CHAT_IMAGE_CACHE_MB; what a dropped picture freed goes back to the OS at once (glibc keeps freed
@@ -102,6 +104,14 @@ class ImageSlot:
             self._features = {**self._features, backend: features}
         BUDGET.stored(self)
 
+    def encode(self, name: str, backend: Backend):
+        """Backend `name`'s encoding of the picture: the cached one, else computed now and kept."""
+        features = self.features(name)
+        if features is None:
+            features = backend.encode_image(self.image)
+            self.keep_features(name, features)
+        return features
+
     @property
     def all_features(self) -> dict[str, torch.Tensor]:
         return dict(self._features)
@@ -114,3 +124,13 @@ class ImageSlot:
         with self._lock:
             self._facts = facts
         BUDGET.stored(self)
+
+    def photo_facts(self) -> PhotoFacts:
+        """What the offline parts measured in the picture (photo/facts.py): the cached facts, else measured
+        now and kept. A loaded backend's cached encoding may hold the ImageNet head's features
+        (backends.imagenet_features): then the facts' labels need no second pass of that network."""
+        facts = self._facts
+        if facts is None:
+            facts = photo.photo_facts(self.image, backends.imagenet_features(self.all_features))
+            self.keep_facts(facts)
+        return facts

@@ -7,10 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vqa_chat.chat.conversation import Turn
 from vqa_chat.engine.types import BusyError
-
-BACKEND_LABELS = {"blip2": "BLIP-2", "custom": "Custom", "vllm": "vLLM"}
 
 
 class ChatError(Exception):
@@ -25,10 +22,6 @@ class Note:
     role: str = "assistant"
     image: str | None = None  # path of a picture to show instead of text
     error: bool = False
-
-
-def label(backend: str) -> str:
-    return BACKEND_LABELS.get(backend, backend)
 
 
 def short(e: BaseException, limit: int = 400) -> str:
@@ -46,16 +39,3 @@ def failure_message(e: BaseException) -> str:
             "perhaps with fewer Max new tokens."
         )
     return f"Generating the answer failed: {short(e)}"
-
-
-def transcript(log: list) -> list[dict]:
-    """Chat lines (turns and notes) as plain text, {"role", "text"}: answers as users get them (hedged when
-    unsure, with retake advice), images as [image: ...]."""
-    lines = []
-    for item in log:
-        if isinstance(item, Turn):
-            answer = item.answer + " (stopped)" if item.stopped else item.said()
-            lines += [{"role": "user", "text": item.question}, {"role": "assistant", "text": answer}]
-        else:
-            lines.append({"role": item.role, "text": f"[image: {item.text}]" if item.image else item.text})
-    return lines

@@ -1,10 +1,11 @@
 """Continuous batching: one thread runs the LM for every chat that is answering right now.
 
-Each chat submits its whole LM input (image tokens + prompt, as embeddings [T, D]) and reads its answer's
-text back, piece by piece, from its own queue. The scheduler thread loops:
+Each chat submits its whole LM input (image tokens + prompt: embeddings [T, D], built already or built
+here: types.Inputs) and reads its answer's text back, piece by piece, from its own queue. The scheduler
+thread loops:
 
-    admit waiting chats (up to max_batch):  build the LM inputs of those that sent `Inputs` (one batched
-                                            call: the custom model's Q-Former for all new questions), prefill
+    admit waiting chats (up to max_batch):  build their LM inputs (`Inputs`: one batched call per builder,
+                                            e.g. the custom model's Q-Former for all new questions), prefill
                                             them all in one forward (each only the positions its PrefixCache
                                             lacks, padded, with its own mask and positions), choose their
                                             first tokens, add their KV rows to the batch
@@ -35,9 +36,9 @@ from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
 from vqa_chat.engine.prefill import prefill
-from vqa_chat.engine.request import DONE, Generation, Inputs, Request
-from vqa_chat.engine.threads import threads
-from vqa_chat.engine.types import BusyError, GenerationSettings, TokenLog
+from vqa_chat.engine.request import DONE, Generation, Request
+from vqa_chat.engine.threads import SCHEDULER_THREAD, threads
+from vqa_chat.engine.types import BusyError, GenerationSettings, Inputs, TokenLog
 
 log = logging.getLogger(__name__)
 _schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
@@ -85,19 +86,15 @@ class Scheduler:
 
     def submit(
         self,
-        embeds: torch.Tensor | Inputs,
+        inputs: Inputs,
         settings: GenerationSettings,
         stop: threading.Event | None = None,
         state: kvlib.PrefixCache | None = None,
-        prompt_ids: list[int] | None = None,
         log: TokenLog | None = None,
     ) -> Generation:
-        """Queue one answer for LM input `embeds` [T, D] (or [1, T, D]); `log` gets its token log-probs.
-        Raises BusyError when full."""
-        if isinstance(embeds, Inputs):  # built on the scheduler thread, batched with others (`_build`)
-            request = Request(None, settings, None, stop, state, log, inputs=embeds)
-        else:
-            request = Request(embeds.reshape(-1, embeds.shape[-1]), settings, prompt_ids, stop, state, log)
+        """Queue one answer for its LM input (built on the scheduler thread, batched with others: `_build`);
+        `log` gets its token log-probs. Raises BusyError when full."""
+        request = Request(inputs, settings, None, stop, state, log)
         with self.cv:
             if self.closed:
                 raise RuntimeError("the model is shutting down")
@@ -109,7 +106,7 @@ class Scheduler:
             self.in_flight += 1
             self.waiting.append(request)
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="vqa-chat-scheduler", daemon=True)
+                self.thread = threading.Thread(target=self._loop, name=SCHEDULER_THREAD, daemon=True)
                 self.thread.start()
             self.cv.notify()
         return Generation(request)
@@ -147,8 +144,8 @@ class Scheduler:
                 self.active, self.cache = [], None
 
     def _build(self, new: list[Request]) -> list[Request]:
-        """Build the LM inputs of the new requests that sent `Inputs`, one batched call per builder; returns
-        the requests ready to prefill (a failed build fails its requests)."""
+        """Build the LM inputs of the new requests (not yet built: a retry's is), one batched call per
+        builder; returns the requests ready to prefill (a failed build fails its requests)."""
         groups: dict[Callable, list[Request]] = {}
         for r in new:
             if r.embeds is None:

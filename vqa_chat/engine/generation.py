@@ -27,7 +27,8 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from vqa_chat.engine.types import GenerationSettings, TokenLog
+from vqa_chat.engine.threads import GENERATE_THREAD
+from vqa_chat.engine.types import GenerationSettings, Inputs, TokenLog
 
 ECHO_NGRAM = 4  # the answer may not repeat this many consecutive prompt tokens
 RETRY_MIN_NEW_TOKENS = 3  # the retry after an empty answer forbids EOS for this many tokens
@@ -170,7 +171,7 @@ def _stream_once(model, tokenizer, inputs_embeds, attention_mask, kwargs, stop, 
             errors.append(e)
             streamer.text_queue.put(streamer.stop_signal)  # ends the consumer's loop
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name=GENERATE_THREAD, daemon=True)
     thread.start()
     try:
         for piece in streamer:
@@ -216,20 +217,22 @@ def stream_answer(
     scheduler,
     model,
     tokenizer,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
+    inputs: Inputs,
     settings: GenerationSettings,
     stop: threading.Event | None = None,
     state=None,
-    prompt_ids: list[int] | None = None,
     log: TokenLog | None = None,
 ) -> Iterator[str]:
-    """One answer's text pieces: from the batched engine (`scheduler`, batching.Scheduler) when there is one
-    and no beam search is asked, else from `stream_generate`. `state`: the chat's PrefixCache (the engine's
-    prefix reuse); the rest as for `stream_generate`. Raises BusyError when the engine is full."""
+    """One answer's text pieces, every backend's one way: from the batched engine (`scheduler`,
+    batching.Scheduler, which builds `inputs` with the others that arrive with it) when there is one and no
+    beam search is asked, else from `stream_generate` on `inputs` built now. `state`: the chat's
+    PrefixCache (the engine's prefix reuse); the rest as for `stream_generate`. Raises BusyError when the
+    engine is full."""
     if scheduler is not None and settings.num_beams == 1:
-        return iter(scheduler.submit(inputs_embeds, settings, stop, state, prompt_ids=prompt_ids, log=log))
-    return stream_generate(model, tokenizer, inputs_embeds, attention_mask, settings, stop, prompt_ids, log)
+        return iter(scheduler.submit(inputs, settings, stop, state, log=log))
+    embeds, prompt_ids = inputs.built()  # [T, D]
+    mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)  # [1, T]
+    return stream_generate(model, tokenizer, embeds[None], mask, settings, stop, prompt_ids, log)
 
 
 def left_pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

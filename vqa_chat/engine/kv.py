@@ -19,7 +19,7 @@ sessions' next turns simply run their whole prompt again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
@@ -115,11 +115,10 @@ class PrefixCache:
     embeds: torch.Tensor | None = None  # [T, D]
     kv: KV | None = None  # per layer [1, H, T, d]
     hits: int = 0  # positions reused over this session's turns (for tests and the benchmark)
-    extra: dict = field(default_factory=dict)  # backend-specific state (the custom model's pinned tokens)
 
     def clear(self) -> None:
+        """Forget everything (a failed answer may have left it half-updated); the next turn starts afresh."""
         self.embeds, self.kv = None, None
-        self.extra.clear()
         BUDGET.stored(self)
 
     def common_prefix(self, embeds: torch.Tensor) -> int:
@@ -150,7 +149,8 @@ class PrefixCache:
         BUDGET.stored(self)
 
     def drop(self) -> None:
-        """Forget the KV (not the backend's `extra`): the next turn runs its whole prompt."""
+        """Forget the KV (what the budget needs back; a backend's own state beside it stays): the next turn
+        runs its whole prompt."""
         self.embeds, self.kv = None, None
 
 

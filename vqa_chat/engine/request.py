@@ -1,43 +1,33 @@
-"""One answer's way through the scheduler (batching.py): the request a chat submits, the LM input the
-engine builds itself in one call for many requests (`Inputs`), and the handle the chat reads its answer's
-text from (`Generation`)."""
+"""One answer's way through the scheduler (batching.py): the request a chat submits (its LM input is a
+types.Inputs, built by the engine in one call for many requests), and the handle the chat reads its
+answer's text from (`Generation`)."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.decoding import Sampler, TextStream
-from vqa_chat.engine.types import GenerationSettings, TokenLog
+from vqa_chat.engine.types import GenerationSettings, Inputs, TokenLog
 
 DONE = object()  # the last item of a request's queue when its answer ended well
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """An LM input the engine builds itself, in one call with those of the other requests that arrived at the
-    same time: `build([item, ...])` -> [(embeds [T, D], prompt ids), ...] (e.g. the custom model's tokenizer
-    and Q-Former over all the new questions at once)."""
-
-    build: Callable[[list], list[tuple[torch.Tensor, list[int]]]]
-    item: object  # this request's part of the call, e.g. (image patches, prompt)
-
-
 @dataclass(eq=False)
 class Request:
-    embeds: torch.Tensor | None  # [T, D] the whole LM input of this turn (None until `inputs` builds it)
+    inputs: Inputs  # how to build `embeds` and `prompt_ids` (on the engine's thread, batched)
     settings: GenerationSettings
     prompt_ids: list[int] | None = None  # for the no-echo rule
     stop: threading.Event | None = None  # the chat's Stop button
     state: kvlib.PrefixCache | None = None  # reused and refreshed; None = no reuse
     log: TokenLog | None = None  # filled with the answer's token log-probs as they are chosen
     retry_min_new_tokens: int = 0  # > 0 only on the empty-answer retry: EOS is forbidden this long
-    inputs: Inputs | None = None  # how to build `embeds` and `prompt_ids` when they are None
+    embeds: torch.Tensor | None = None  # [T, D] the whole LM input of this turn, once built
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)  # the reader went away
     # running state (init=False: a fresh one for a retry made with dataclasses.replace)

@@ -1,13 +1,24 @@
-"""The engine's CPU threads: how many it uses, and running a block of work with that many."""
+"""The engine's threads: the names of those it starts, how many CPU threads its work uses, and running a
+block of work with that many."""
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 
 import torch
 
 from vqa_chat.engine.types import BackendOptions
+
+SCHEDULER_THREAD = "vqa-chat-scheduler"  # batching.py: one per loaded LM, every chat's prefill and decode
+GENERATE_THREAD = "vqa-chat-generate"  # generation.py: one answer's transformers `generate` call
+ENGINE_THREADS = (SCHEDULER_THREAD, GENERATE_THREAD)
+
+
+def running() -> list[threading.Thread]:
+    """The engine's threads alive in this process now (a backend's `close()` ends its scheduler's)."""
+    return [t for t in threading.enumerate() if t.name in ENGINE_THREADS]
 
 
 def engine_threads(options: BackendOptions) -> int:

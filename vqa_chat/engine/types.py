@@ -1,11 +1,13 @@
 """What the engine takes and gives, for the backends and everyone above them: the options a model is loaded
-and served with, the settings of one answer, the answer's token log, and the "busy" refusal.
+and served with, the settings of one answer, an answer's LM input (`Inputs`), the answer's token log, and
+the "busy" refusal.
 
 They live here, in the engine, because the engine reads them; backends and the chat import them from here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -63,3 +65,27 @@ class TokenLog:
 class BusyError(RuntimeError):
     """Too many chats are waiting for the model (engine queue full, or a server's 429/503);
     str(error) is a user-readable sentence."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """An answer's LM input, as the engine takes it: built by the engine itself, in one call with those of the
+    other requests that arrived at the same time: `build([item, ...])` -> [(embeds [T, D], prompt ids), ...]
+    (e.g. the custom model's tokenizer and Q-Former over all the new questions at once), or already built
+    (`Inputs.ready`)."""
+
+    build: Callable[[list], list[tuple[torch.Tensor, list[int] | None]]]
+    item: object  # this request's part of the call, e.g. (image patches, prompt)
+
+    @classmethod
+    def ready(cls, embeds: torch.Tensor, prompt_ids: list[int] | None = None) -> Inputs:
+        """An input built already: embeds [T, D] (or [1, T, D]) and the prompt's ids (the no-echo rule)."""
+        return cls(_as_built, (embeds.reshape(-1, embeds.shape[-1]), prompt_ids))
+
+    def built(self) -> tuple[torch.Tensor, list[int] | None]:
+        """This input alone, built now (for `generate`, outside the engine): embeds [T, D] and prompt ids."""
+        return self.build([self.item])[0]
+
+
+def _as_built(items: list) -> list:
+    return items

@@ -59,7 +59,8 @@ def answer_questions(
 
 def out_of_domain(backend: Backend, records: Sequence[Mapping], progress: bool = True) -> list[bool]:
     """Per record: is its picture or question outside what the model was trained on? The chat answers
-    those from the photo's facts, not the model (backends.Backend.in_domain); each picture is read once."""
+    those from the photo's facts, not the model (the one decision, `Backend.knows`, once per question);
+    each picture is read and encoded once."""
     by_image: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_image.setdefault(r["image"], []).append(i)
@@ -67,9 +68,8 @@ def out_of_domain(backend: Backend, records: Sequence[Mapping], progress: bool =
     for path, rows in tqdm(by_image.items(), desc="domain check", unit="image", disable=not progress):
         image = load_image(path)
         embeds = backend.encode_image(image)
-        known = backend.in_domain(embeds, image, None)
         for i in rows:
-            flags[i] = not (known and backend.in_domain(embeds, image, records[i]["question"]))
+            flags[i] = not backend.knows(embeds, image, records[i]["question"]).model_answers
     return flags
 
 

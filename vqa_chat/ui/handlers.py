@@ -1,7 +1,7 @@
 """Event handlers of the chat page beyond asking: streaming with announcements, heatmap, delete.
 
-page.py lays out the components and wires these up; the session logic is in chat/session.py, what is
-announced in a11y.py.
+layout.py lays out the components and events.py wires these up; the session logic is in chat/session.py,
+what is announced in a11y.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 
 import gradio as gr
 
-from vqa_chat.backends import get_backend
-from vqa_chat.chat.notes import ChatError, label
+from vqa_chat.backends import get_backend, label
+from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.ui.a11y import Announcer, announce_value, spoken
 from vqa_chat.ui.markdown import escape

@@ -1,4 +1,5 @@
-"""Plain text shown verbatim on the page: the chat's messages and the heatmap's text are Markdown.
+"""Plain text shown verbatim on the page: the chat's messages and the heatmap's text are Markdown; the
+chat's messages as the Chatbot shows them (`chat_messages`: chat/render.py's walk, in the `MARKDOWN` style).
 
 Everything a session holds is plain text: questions, answers, notes, and what was read from the photo (OCR
 lines, QR and barcode payloads). gr.Chatbot and gr.Markdown render Markdown in the browser (marked, GitHub
@@ -17,6 +18,13 @@ deliberate act.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+from vqa_chat.chat.notes import Note
+from vqa_chat.chat.render import Style, render
+
+if TYPE_CHECKING:
+    from vqa_chat.chat.session import ChatSession
 
 # Backslash escapes for Markdown's inline syntax (CommonMark: any ASCII punctuation may be escaped):
 # \ escape, ` code, * _ emphasis, ~ strikethrough, [ ] links, | table cells, $ LaTeX ("\$\$" holds no "$$",
@@ -47,3 +55,21 @@ def italic(text: str) -> str:
     """`text` escaped, in the app's italics (each line on its own: emphasis never spans a paragraph)."""
     lines = (_line(part.strip()) for part in _NEWLINE.split(text))
     return "\n".join(f"_{line}_" if line else "" for line in lines)
+
+
+def _picture(note: Note) -> dict:
+    return {"path": note.image, "alt_text": note.text}
+
+
+# the Chatbot's messages: every piece of the session's plain text escaped here, once, so the chat shows the
+# exact characters of questions, answers and photo text; only the app's own italics are Markdown
+MARKDOWN = Style(
+    text=escape, aside=italic, image=_picture, error="⚠️ ", stopped="_(stopped)_", waiting="…",
+    empty="_(no answer)_", details=True, key="content",
+)  # fmt: skip
+
+
+def chat_messages(session: ChatSession) -> list[dict]:
+    """The session's chat in the Chatbot's messages format: turns, pictures, notices (italic), errors (⚠️),
+    and under an answer its other likely answers and its source."""
+    return render(session.log, session.pending, MARKDOWN)
