@@ -77,6 +77,12 @@ def test_page_is_read():
     assert all(0 <= v <= 1 for line in lines for v in line[2])
 
 
+def test_no_lone_letter_read_in_fur_after_turning():
+    cat = photo("chelsea", 1024)  # 1024 x 681: its centre square, where the quarter-turned pass read a "D"
+    left = (cat.width - cat.height) // 2
+    assert ocr.read(cat.crop((left, 0, left + cat.height, cat.height))).lines == []
+
+
 def test_reading_order_rows_then_left_to_right():
     right = ("world", 0.9, (0.5, 0.1, 0.9, 0.2))
     left = ("hello", 0.9, (0.1, 0.11, 0.4, 0.21))

@@ -14,8 +14,9 @@ from markdown_it import MarkdownIt
 from vqa_chat.chat.conversation import Turn
 from vqa_chat.chat.notes import Note
 from vqa_chat.chat.session import ChatSession
-from vqa_chat.photo.answers import VERBATIM_LIMIT, answer, describe, verbatim
+from vqa_chat.photo.answers import answer, describe
 from vqa_chat.photo.facts import Code, PhotoFacts, TextLine
+from vqa_chat.photo.wording import VERBATIM_LIMIT, verbatim
 from vqa_chat.ui.markdown import chat_messages, escape, italic
 
 RTL = ["مرحبا بالعالم، هذا نص عربي!", "שלום עולם (בדיקה) 123"]

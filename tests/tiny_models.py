@@ -160,7 +160,7 @@ def make_tiny_vlm(parts: dict[str, str], **overrides):
     torch.manual_seed(0)
     connector = dict(mp_num_queries=4, mp_hidden=32, mp_layers=2, mp_heads=4, mp_dropout=0.0,
                      mp_text_pos=True, mp_product=True)  # fmt: skip
-    return VisionLanguageModel(VLMConfig(**parts, **{**connector, **overrides}))
+    return VisionLanguageModel(VLMConfig(**{**parts, **connector, **overrides}))
 
 
 def _byte_symbols() -> list[str]:

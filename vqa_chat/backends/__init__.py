@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import torch
+
 from vqa_chat.backends.base import Backend
 from vqa_chat.engine.types import BackendOptions
 
@@ -99,6 +101,13 @@ def is_loaded(name: str) -> bool:
     return name in _loaded
 
 
+def imagenet_features(encodings: dict) -> torch.Tensor | None:
+    """The ImageNet head's features (Backend.imagenet_features) from the first loaded backend whose cached
+    encoding of a picture (backend name -> encode_image output) holds them; None when none does."""
+    found = (_loaded[name].imagenet_features(embeds) for name, embeds in encodings.items() if name in _loaded)
+    return next((head for head in found if head is not None), None)
+
+
 def set_backend(name: str, backend: Backend) -> None:
     """Install an already-built backend for the rest of the process (an app that loaded it eagerly); for a
     block only (tests), `installed`."""
@@ -144,6 +153,6 @@ def installed(**ready: Backend) -> Iterator[dict[str, Backend]]:
 
 
 __all__ = [
-    "REGISTRY", "Backend", "Entry", "any_photo_instead", "configure", "get_backend", "installed", "is_loaded",
-    "label", "others", "set_backend",
+    "REGISTRY", "Backend", "Entry", "any_photo_instead", "configure", "get_backend", "imagenet_features",
+    "installed", "is_loaded", "label", "others", "set_backend",
 ]  # fmt: skip

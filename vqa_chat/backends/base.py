@@ -162,6 +162,12 @@ class Backend(ABC, Generic[Encoding, State]):
         """The k likeliest short answers with their probabilities, or [] when the model has no answer head."""
         return []
 
+    def imagenet_features(self, image_embeds: Encoding) -> torch.Tensor | None:
+        """What the photo facts' ImageNet head takes (photo/labels.py: EfficientNet-Lite0's 1280 head channels
+        averaged over the picture, [1, 1280]), read from this backend's `encode_image(image)` when it holds
+        them, so that the facts need not run that network again; None when it does not (the default)."""
+        return None
+
     def attention_map(
         self, image: Image.Image, prompt: str, image_embeds: Encoding | None = None
     ) -> torch.Tensor:

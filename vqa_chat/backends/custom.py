@@ -208,6 +208,12 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
         domain = self.model.domain  # a model without a fitted domain is trusted everywhere
         return domain is None or domain.image_in_domain(image_embeds, image)
 
+    def imagenet_features(self, image_embeds: torch.Tensor) -> torch.Tensor | None:
+        """When the encoder is EfficientNet-Lite0 its patches keep the head features (head_features): the
+        photo facts' ImageNet head on them gives labels.py's probabilities when both networks saw the same
+        pixels, i.e. for square pictures (photo/labels.py reused; README, Real photos, offline)."""
+        return self.model.vision.head_features(image_embeds)
+
     def question_in_domain(self, question: str) -> bool:
         return self.model.domain is None or self.model.domain.question_in_domain(question)
 

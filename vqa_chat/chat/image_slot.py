@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vqa_chat import settings
+from vqa_chat import backends, settings
 from vqa_chat.backends.base import Backend
 from vqa_chat.budget import Budget
 from vqa_chat.engine import allocator
@@ -127,9 +127,10 @@ class ImageSlot:
 
     def photo_facts(self) -> PhotoFacts:
         """What the offline parts measured in the picture (photo/facts.py): the cached facts, else measured
-        now and kept."""
+        now and kept. A loaded backend's cached encoding may hold the ImageNet head's features
+        (backends.imagenet_features): then the facts' labels need no second pass of that network."""
         facts = self._facts
         if facts is None:
-            facts = photo.photo_facts(self.image)
+            facts = photo.photo_facts(self.image, backends.imagenet_features(self.all_features))
             self.keep_facts(facts)
         return facts

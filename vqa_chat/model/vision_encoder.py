@@ -66,3 +66,19 @@ class VisionEncoder(nn.Module):
 
     def encode(self, images: list[Image.Image]) -> torch.Tensor:
         return self(self.preprocess(images))  # [B, N, C]
+
+    def head_features(self, patches: torch.Tensor) -> torch.Tensor | None:
+        """EfficientNet's 1280 head channels averaged over the whole picture [B, 1280], read from patch tokens
+        [B, N, C]: what its ImageNet classifier pools. None when the tokens do not hold exactly that: another
+        encoder, no head tapped, or a head map that the grid pooling does not split into equal cells (then
+        the mean of the cells is not the mean of the map)."""
+        blocks, grid = self.cfg.vit_blocks, self.cfg.vit_grid
+        if self.processor is not None or -1 not in blocks:
+            return None
+        side = self.cfg.vit_image_size
+        for _ in range(5):  # the stem and four stride-2 stages, each ceil(side / 2) with their padding
+            side = -(-side // 2)
+        if side % grid:
+            return None
+        start = self.net.channels(blocks[: blocks.index(-1)])
+        return patches[:, :, start : start + 1280].mean(1)

@@ -5,7 +5,11 @@ facts)` answers each part of a message ("what is this and what colour is it?") f
 the classifier's probabilities (SURE / MAYBE bands, families merged: "Probably a cat (90 % sure), perhaps a
 tabby cat."), and says "I can't answer that offline; the BLIP-2 backend can." when no fact answers it.
 Retake advice comes only from the measured light, sharpness and cut-off text, never because the
-classifier is unsure.
+classifier is unsure, and only when it helps: no light advice once text or a code was read, or when the
+text is light on a dark ground (a lit screen); it names the one thing to change. This module keeps what
+the photo shows (the hedged guess, colours, "is there a ...", Describe) and routes each question; the
+answers about text, dates, prices, times and codes live in text_answers.py, the advice in advice.py, the
+people in people_answers.py and the shared wording (verbatim quotes) in wording.py.
 """
 
 from __future__ import annotations
@@ -13,11 +17,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import regex  # grapheme clusters (\X), which `re` lacks
-
+from vqa_chat.photo.advice import advice as _advice
+from vqa_chat.photo.advice import light_answer, quality_answer, retake_advice
 from vqa_chat.photo.facts import Label, PhotoFacts
 from vqa_chat.photo.people_answers import people_answer
 from vqa_chat.photo.router import COLOUR_NAMES, INTENTS, intent, normalise, parts, route
+from vqa_chat.photo.text_answers import (
+    clear_lines as _clear_lines,
+)
+from vqa_chat.photo.text_answers import (
+    code_answer,
+    code_sentences,
+    date_answer,
+    label_lead,
+    price_answer,
+    read_text,
+    time_answer,
+)
+from vqa_chat.photo.wording import a as _a
+from vqa_chat.photo.wording import join as _join
+from vqa_chat.photo.wording import number as _number
+from vqa_chat.photo.wording import quoted as _quoted
+from vqa_chat.photo.wording import verbatim
 
 __all__ = ["INTENTS", "answer", "describe", "intent", "retake_advice"]
 
@@ -25,16 +46,9 @@ UNKNOWN_ANSWER = "I can't answer that offline; the BLIP-2 backend can."
 SURE = 0.6  # the most likely thing (or family) at least this probable: "Probably a lion (85 % sure)."
 MAYBE = 0.25  # at least this probable: "It might be a lion or a tiger."; below: "I can't tell what this is."
 SECOND = 0.05  # the second guess is named only when at least this probable
-TEXT_CONFIDENCE = 0.5  # OCR lines below this are left out of what is read (and counted as unclear)
-# Text from the photo is quoted exactly as read, up to this many characters per OCR line or code payload;
-# longer ones are cut there with "…" and their full length said (/facts keeps the whole text). 300 keeps
-# whole a printed line (OCR reads line by line), a Wi-Fi code and an ordinary web address, while a code that
-# holds a page of text is not read out in full, in the chat and by the screen reader, for every question.
-VERBATIM_LIMIT = 300
 
 
 # --- answers --------------------------------------------------------------------------------------------
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 BASIC_COLOURS = {"gray": "grey", "violet": "purple", "navy": "blue", "turquoise": "blue", "teal": "green",
                  "maroon": "red", "beige": "brown", "tan": "brown", "gold": "yellow", "golden": "yellow",
                  "silver": "grey", "cream": "white"}  # asked colour -> the basic term facts use
@@ -42,30 +56,20 @@ SYNONYMS = {"puppy": "dog", "doggy": "dog", "doggie": "dog", "kitten": "cat", "k
             "bike": "bicycle", "automobile": "car", "cellphone": "phone", "mobile": "phone",
             "telephone": "phone", "mug": "cup", "tv": "television", "glasses": "sunglasses",
             "laptop": "computer", "sneaker": "shoe", "boot": "shoe"}  # a word people say -> one labels use
-ADVICE_FOR = {"identify": ("light", "blur"), "read": ("light", "blur", "cut"), "colour": ("light",),
-              "people": ("light", "blur"), "code": ("light", "blur"), "presence": ("light", "blur")}
+ADVICE_FOR = {"identify": ("light", "blur", "cut"), "read": ("light", "blur", "cut"), "colour": ("light",),
+              "people": ("light", "blur"), "code": ("light", "blur"), "presence": ("light", "blur"),
+              "date": ("light", "blur", "cut"), "price": ("light", "blur", "cut"), "time": ("light", "blur")}
+TEXT_CARRIERS = {  # ImageNet labels of things that carry printed text: their label says more than the class
+    "beer bottle", "ring binder", "cardboard box / carton", "envelope", "lotion", "packet", "pill bottle",
+    "soda bottle", "sunscreen", "water bottle", "wine bottle", "website", "comic book", "crossword",
+    "traffic or street sign", "menu", "monitor", "CRT monitor", "mobile phone", "scoreboard", "digital clock",
+    "odometer", "milk can", "plastic bag", "dust jacket", "notebook computer", "library", "bookcase",
+    "bookstore"}
 
 
 def _pct(p: float) -> str:
     """A probability as a whole percentage rounded down (never 0 or 100): "85 %"."""
     return f"{min(99, max(1, int(p * 100 + 1e-6)))} %"
-
-
-def _number(n: int) -> str:
-    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _a(name: str) -> str:
-    """The name with "a" or "an" ("an Egyptian Mau"), none for plurals ("sunglasses")."""
-    low = name.lower()
-    if low.endswith("s") and not low.endswith(("ss", "us", "is")):
-        return name
-    vowel = low[:1] in tuple("aeiou") and not low.startswith(("uni", "use", "eu", "one"))
-    return ("an " if vowel else "a ") + name
 
 
 def _singular(word: str) -> str:
@@ -74,34 +78,6 @@ def _singular(word: str) -> str:
     if word.endswith(("ches", "shes", "xes", "sses")):
         return word[:-2]
     return word[:-1] if word.endswith("s") and not word.endswith(("ss", "us", "is")) else word
-
-
-def _advice(facts: PhotoFacts, kinds: tuple[str, ...]) -> str | None:
-    problems, fixes = [], []
-    if "light" in kinds and facts.light in ("very dark", "dark"):
-        problems.append(facts.light)
-        fixes.append("with more light")
-    if "light" in kinds and facts.light == "very bright" and not _clear_lines(facts):  # a white page is fine
-        problems.append("very bright")
-        fixes.append("out of direct light")
-    if "blur" in kinds and facts.blurry:
-        problems.append("blurry")
-        fixes.append("holding the camera steady")
-    cut = "cut" in kinds and facts.text_cut_off
-    if cut:
-        fixes.append("from a little further back")
-    if not fixes:
-        return None
-    if problems:
-        said = f"The photo is {_join(problems)}" + (", and some text is cut off." if cut else ".")
-    else:
-        said = "Some text is cut off at the edge."
-    return f"{said} Try again {_join(fixes)}."
-
-
-def retake_advice(facts: PhotoFacts) -> str | None:
-    """What to change and retake, only when the light, the sharpness or cut-off text call for it."""
-    return _advice(facts, ("light", "blur", "cut"))
 
 
 @dataclass
@@ -146,43 +122,6 @@ def what_it_is(facts: PhotoFacts) -> str:
     return f"It might be {_a(top.word)}."
 
 
-def _clear_lines(facts: PhotoFacts) -> list[str]:
-    return [line.text for line in facts.text if line.confidence >= TEXT_CONFIDENCE and line.text.strip()]
-
-
-def verbatim(text: str) -> str:
-    """Photo text in quotes exactly as read; over VERBATIM_LIMIT characters, its start with "…" and its length
-    ('"https://…" (the first 300 of 4,000 characters)'), cut between graphemes (`regex`'s \\X: never between
-    a letter and its accent, or inside an emoji)."""
-    if len(text) <= VERBATIM_LIMIT:
-        return f'"{text}"'
-    cut = 0
-    for grapheme in regex.finditer(r"\X", text):
-        if grapheme.end() > VERBATIM_LIMIT:
-            break
-        cut = grapheme.end()
-    return f'"{text[:cut]}…" (the first {cut} of {len(text):,} characters)'
-
-
-def _quoted(lines: list[str]) -> str:
-    return ", ".join(verbatim(line) for line in lines)
-
-
-def read_text(facts: PhotoFacts) -> str:
-    """Every clearly read line verbatim, in quotes; unclear lines counted, not guessed."""
-    lines = _clear_lines(facts)
-    unclear = len(facts.text) - len(lines)
-    if not facts.text:
-        return "I don't see any text."
-    if not lines:
-        return "There is some text, but I can't read it clearly."
-    count = "One line" if len(lines) == 1 else f"{_number(len(lines)).capitalize()} lines"
-    said = f"{count}: {_quoted(lines)}."
-    if unclear:
-        said += f" {_number(unclear).capitalize()} unclear line{'s' * (unclear > 1)} left out."
-    return said
-
-
 def colours_sentence(facts: PhotoFacts) -> str:
     """The top 1-3 colour names: "Mostly white, with some grey and brown." or "Red, white and blue." """
     names = [name for name, _ in facts.colours[:3]]
@@ -206,30 +145,6 @@ def colour_answer(text: str, facts: PhotoFacts) -> str:
     if asked[0] in names:
         return f"Partly. {main}"
     return f"I don't see much {asked[0]}. {main}"
-
-
-def light_answer(facts: PhotoFacts) -> str:
-    advice = _advice(facts, ("light",))
-    if advice:
-        return advice
-    return "The photo is bright, but fine." if facts.light == "bright" else "The light looks fine."
-
-
-def quality_answer(facts: PhotoFacts) -> str:
-    advice = retake_advice(facts)
-    if advice:
-        return advice
-    return "The photo looks clear: sharp and well lit." + (" No text is cut off." if facts.text else "")
-
-
-def code_answer(facts: PhotoFacts) -> str:
-    if not facts.codes:
-        return "I don't see a QR code or barcode."
-    said = [f"{_a(c.kind)}: {verbatim(c.data)}" if c.data else f"{_a(c.kind)} I can't decode"
-            for c in facts.codes]
-    if len(said) == 1:
-        return said[0][0].upper() + said[0][1:] + "."
-    return f"{_number(len(said)).capitalize()} codes: " + "; ".join(said) + "."
 
 
 PRESENCE_START = (r"^(?:(?:is|are) there|there (?:is|are)|(?:is|are) (?:this|that|it|these|those)"
@@ -295,28 +210,38 @@ def _sure(facts: PhotoFacts) -> bool:
     return top is not None and top.probability >= SURE
 
 
+def _label_leads(facts: PhotoFacts) -> bool:
+    """The label is the answer when the classifier is unsure, or sure only of a thing that carries printed
+    text (a carton, a bottle, a sign: its label names it better than the class does)."""
+    top = best_guess(facts.labels)
+    return not _sure(facts) or (top is not None and top.word in TEXT_CARRIERS)
+
+
 def identify_answer(facts: PhotoFacts) -> str:
-    """The hedged guess; when it is not sure, the people and the first lines of any text too."""
-    said, lines = [what_it_is(facts)], _clear_lines(facts)
+    """The hedged guess; led by what the label says when the label is the answer; when the guess is not
+    sure, the people too."""
+    lead = label_lead(facts) if _label_leads(facts) else None
+    guess = what_it_is(facts)
+    said = [lead] + ([] if guess.startswith("I can't") else [guess]) if lead else [guess]
     if not _sure(facts) and facts.people:
         said.append(people_answer(facts))
-    if not _sure(facts) and lines:
-        said.append(f"The text on it says {_quoted(lines[:2])}.")
     return " ".join(said)
 
 
 def describe(facts: PhotoFacts) -> str:
     """Describe on a real photo in about three short sentences: what it is (left out when unsure and there
-    are people), people, text, colours; retake advice when light, sharpness or cut-off text call for it."""
+    are people, text or a code to say instead), people, text, codes, colours; retake advice when light,
+    sharpness or cut-off text call for it."""
     top = best_guess(facts.labels)
     unsure = top is None or top.probability < MAYBE
-    sentences = [] if unsure and facts.people else [what_it_is(facts)]
+    sentences = [] if unsure and (facts.people or _clear_lines(facts) or facts.codes) else [what_it_is(facts)]
     if facts.people:
         sentences.append(people_answer(facts))
     lines = _clear_lines(facts)
     if lines:
         many = f"There are {_number(len(lines))} lines of text, starting {verbatim(lines[0])}."
         sentences.append(f"It says {_quoted(lines)}." if len(lines) <= 2 else many)
+    sentences += code_sentences(facts)
     if facts.colours:
         sentences.append(colours_sentence(facts))
     advice = retake_advice(facts)
@@ -339,8 +264,11 @@ ANSWERS = {
     "colour": colour_answer,
     "people": lambda text, facts: people_answer(facts),
     "light": lambda text, facts: light_answer(facts),
-    "quality": lambda text, facts: quality_answer(facts),
+    "quality": lambda text, facts: quality_answer(facts, text),
     "code": lambda text, facts: code_answer(facts),
+    "date": lambda text, facts: date_answer(facts),
+    "price": lambda text, facts: price_answer(facts),
+    "time": lambda text, facts: time_answer(facts),
     "presence": presence_answer,
     "unknown": lambda text, facts: UNKNOWN_ANSWER,
 }
@@ -359,6 +287,6 @@ def answer(question: str, facts: PhotoFacts, advise: bool = True) -> str:
             said.append(reply)
         kinds.update(ADVICE_FOR.get(name, ()))
     advice = _advice(facts, tuple(sorted(kinds))) if advise else None
-    if advice and not any("Try again" in reply for reply in said):  # Describe, light, quality give their own
-        said.append(advice)
+    if advice and not any(advice in reply or "Try again" in reply for reply in said):  # Describe, light,
+        said.append(advice)  # quality give their own
     return " ".join(said) or UNKNOWN_ANSWER

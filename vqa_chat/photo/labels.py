@@ -99,6 +99,28 @@ def probabilities(image: Image.Image) -> np.ndarray:
     return classifier().logits(pixels[None]).softmax(-1)[0].numpy()
 
 
+def crop_is_whole(size: tuple[int, int]) -> bool:
+    """True when `square_crop` keeps the whole picture (square to within a pixel at SIZE px): then a network
+    that squeezes the whole picture to SIZE x SIZE (the custom model's encoder) sees the same pixels."""
+    width, height = size
+    return abs(width - height) * SIZE < min(width, height)
+
+
+@torch.inference_mode()
+def from_features(head: torch.Tensor) -> np.ndarray:
+    """`probabilities` from features already computed: the network's 1280 head channels averaged over the
+    SIZE x SIZE picture [1280] (the custom model's encoder keeps them: VisionEncoder.head_features)."""
+    return classifier()._fc(head.float()).softmax(-1).numpy()
+
+
+def reused(head: torch.Tensor | None, size: tuple[int, int]) -> np.ndarray | None:
+    """`probabilities` of a picture of `size` from an encoder's head features [1, 1280] (`from_features`) when
+    that encoder saw the classifier's pixels (`crop_is_whole`); None otherwise: run the network instead."""
+    if head is None or not crop_is_whole(size):
+        return None
+    return from_features(head[0].detach().cpu())
+
+
 def top(probs: np.ndarray, k: int = 5) -> list[tuple[str, float, str | None]]:
     """The k most likely classes as (name, probability, group), most likely first."""
     order = np.argsort(-probs)[:k]

@@ -4,7 +4,8 @@ Colours: every pixel of a small copy is named with one of the 11 basic colour te
 saturation and value, and each name's share is weighted towards the centre (where people aim the camera).
 Light: mean luminance (Rec. 601 weights). Sharpness: variance of the Laplacian of a grey copy whose long
 side is at most SHARP_SIDE px, so the number depends little on the photo's size (blurred ~1, sharp photos
-100s); smaller pictures are measured as they are.
+100s); smaller pictures are measured as they are. Text polarity: whether read text is light on a dark
+ground (a lit screen: more light would not help).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ MIN_SHARE = 0.05  # colours with a smaller centre-weighted share are not listed
 SHARP_SIDE = 512  # the long side (px) of the grey copy the Laplacian is taken on
 BLURRY_BELOW = 50.0  # variance of the Laplacian under this counts as blurry
 LIGHT_LEVELS = ((0.1, "very dark"), (0.22, "dark"), (0.72, "normal"), (0.88, "bright"))  # upper bounds
+DARK_GROUND = 0.35  # text counts as light on dark when the ground around its strokes is darker than this
 HUES = ((15, "red"), (40, "orange"), (68, "yellow"), (165, "green"), (255, "blue"), (290, "purple"),
         (340, "pink"), (360, "red"))  # hue upper bounds in degrees
 
@@ -83,3 +85,26 @@ def sharpness(rgb: np.ndarray) -> float:
     levels). A smaller picture is not enlarged: that would blur it."""
     grey = cv2.cvtColor(resized(rgb, SHARP_SIDE), cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def light_on_dark(rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> bool:
+    """True when most of the text in `boxes` (fractions of the picture) is light on a dark ground, as on a
+    lit screen or a backlit display: each box is split into its two grey levels (Otsu), the fewer pixels
+    being the strokes; weighted by box area."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    light = dark = 0.0
+    for x0, y0, x1, y1 in boxes:
+        top, left = int(y0 * h), int(x0 * w)
+        crop = grey[top:max(top + 1, int(y1 * h)), left:max(left + 1, int(x1 * w))]
+        if crop.size < 16:
+            continue
+        level, _ = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        above = crop > level
+        strokes_light = above.mean() < 0.5  # the fewer pixels are the strokes
+        ground = crop[~above] if strokes_light else crop[above]
+        if strokes_light and ground.size and ground.mean() < DARK_GROUND * 255:
+            light += crop.size
+        else:
+            dark += crop.size
+    return light > dark

@@ -9,14 +9,9 @@
 from __future__ import annotations
 
 from vqa_chat.photo.facts import PhotoFacts, Region
+from vqa_chat.photo.wording import PLACES, join, number
 
 NONE_SEEN = "I don't see anyone, but I can miss people who are small, turned away or in shadow."
-PLACES = {"left": "on the left", "centre": "in the centre", "right": "on the right"}
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-
-
-def number(n: int) -> str:
-    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
 
 
 def spots(regions: list[Region]) -> str:
@@ -25,7 +20,7 @@ def spots(regions: list[Region]) -> str:
         return PLACES.get(regions[0].where, "")
     said = [f"{number(sum(r.where == w for r in regions))} {PLACES[w]}" for w in PLACES
             if any(r.where == w for r in regions)]
-    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return join(said)
 
 
 def counted(regions: list[Region]) -> str:
