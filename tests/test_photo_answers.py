@@ -172,6 +172,18 @@ def test_people_counted_with_where_they_are():
     assert answer("how many people?", LION) == NONE_SEEN  # no flat "no": the detectors miss people too
 
 
+def test_what_is_this_leads_with_people_the_detectors_are_sure_of():
+    pair = [Region("face", "left", (0.1, 0.1, 0.4, 0.5)), Region("face", "right", (0.6, 0.1, 0.9, 0.5))]
+    vest = [Label("bulletproof vest", 0.3, None), Label("military uniform", 0.25, None)]
+    assert answer("what is this?", facts(vest, people=pair)) == (
+        "Two people: one on the left and one on the right. "
+        "I also see what might be a bulletproof vest or a military uniform.")
+    assert answer("what is this?", facts(UNSURE.labels, people=pair[:1])) == "One person, on the left."
+    hint = Region("person", "left", (0.0, 0.2, 0.3, 1.0), sure=False)  # a hint does not lead
+    assert answer("what is this?", facts(MUG.labels, people=[hint])).startswith("It might be a coffee mug")
+    assert answer("what is this?", facts(LION.labels, people=pair)) == "Probably a lion (85 % sure)."
+
+
 def test_weaker_evidence_is_hedged():
     hint = Region("person", "left", (0.0, 0.2, 0.3, 1.0), sure=False)
     sure = Region("face", "centre", (0.4, 0.3, 0.6, 0.6))

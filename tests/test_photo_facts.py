@@ -9,7 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -81,6 +81,25 @@ def test_no_lone_letter_read_in_fur_after_turning():
     cat = photo("chelsea", 1024)  # 1024 x 681: its centre square, where the quarter-turned pass read a "D"
     left = (cat.width - cat.height) // 2
     assert ocr.read(cat.crop((left, 0, left + cat.height, cat.height))).lines == []
+
+
+def stars(size=(640, 480)) -> Image.Image:
+    """A flag's field of stars (white five-pointed stars on blue, drawn): the recogniser reads them as "★"."""
+    field = Image.new("RGB", size, (40, 50, 110))
+    draw = ImageDraw.Draw(field)
+    for row in range(5):
+        for col in range(7):
+            cx, cy = 50 + col * 90 + (45 if row % 2 else 0), 50 + row * 90
+            radii = [22 if i % 2 == 0 else 9 for i in range(10)]
+            draw.polygon([(cx + r * np.sin(i * np.pi / 5), cy - r * np.cos(i * np.pi / 5))
+                          for i, r in enumerate(radii)], fill="white")
+    return field
+
+
+def test_symbols_without_letters_or_digits_are_not_text():
+    assert ocr.read(stars()).lines == []  # a flag behind a portrait was read out as 'It says "★★".'
+    assert not ocr._kept("★★", 0.97) and not ocr._kept("•", 0.99) and not ocr._kept("///", 0.9)
+    assert ocr._kept("4€", 0.9) and ocr._kept("Ωμ", 0.9) and ocr._kept("7", 0.95)
 
 
 def test_reading_order_rows_then_left_to_right():

@@ -219,9 +219,15 @@ def _label_leads(facts: PhotoFacts) -> bool:
 
 def identify_answer(facts: PhotoFacts) -> str:
     """The hedged guess; led by what the label says when the label is the answer; when the guess is not
-    sure, the people too."""
+    sure, the people too, first when the detectors are sure of them ("Two people: ... I also see what
+    might be a military uniform.")."""
     lead = label_lead(facts) if _label_leads(facts) else None
     guess = what_it_is(facts)
+    if not lead and not _sure(facts) and any(p.sure for p in facts.people):  # the people are what it is
+        said = [people_answer(facts)]
+        if guess.startswith("It might be "):  # of a person, the classes name clothes and things held
+            said.append("I also see what " + guess.removeprefix("It "))
+        return " ".join(said)
     said = [lead] + ([] if guess.startswith("I can't") else [guess]) if lead else [guess]
     if not _sure(facts) and facts.people:
         said.append(people_answer(facts))

@@ -87,7 +87,12 @@ def _pass(rgb: Image.Image) -> tuple[list[Line], list[np.ndarray]]:
 
 
 def _kept(text: str, confidence: float) -> bool:
-    return confidence >= MIN_CONFIDENCE and (len(text) > 1 or (bool(text) and confidence >= LONE_CHARACTER))
+    """A line worth reading out: confident, with a letter or digit in it (a flag's stars, a pattern's dots or
+    a logo's shapes come back as "★★", "•" or "///": nothing a person would call text), a lone character only
+    when very sure."""
+    if confidence < MIN_CONFIDENCE or not any(ch.isalnum() for ch in text):
+        return False
+    return len(text) > 1 or confidence >= LONE_CHARACTER
 
 
 def _crop(pixels: np.ndarray, xy: np.ndarray) -> np.ndarray:
