@@ -102,9 +102,10 @@ def test_percentages_round_down_and_never_say_100():
 
 @pytest.mark.parametrize("question", ["how much money is this?", "is the stove on", "what day is it today",
                                       "Is she happy?", "what's the weather like", "is the door open"])
-def test_unknown_gets_the_blip2_sentence_never_a_guess(question):
+def test_unknown_gets_the_offline_sentence_never_a_guess(question):
     for f in ALL:
-        assert answer(question, f) == UNKNOWN_ANSWER
+        assert answer(question, f) == UNKNOWN_ANSWER == "I can't answer that offline."
+        assert answer(question, f, instead="vLLM") == "I can't answer that offline; the vLLM backend can."
 
 
 def test_no_shape_words_about_a_real_photo():

@@ -70,13 +70,13 @@ def route(
 def from_facts(question: str, facts: PhotoFacts | None, known: Known, backend: str, mode: str = "ask") -> str:
     """The answer from the photo's facts (None: they could not be measured) to a question the model
     `backend` does not know, or its description (mode "describe")."""
+    instead = backends.any_photo_instead(backend)
     if facts is None:
-        instead = backends.any_photo_instead(backend)
         can = f"; the {instead} backend can." if instead else "."
         return f"I can't look at this photo offline right now{can}"
     if mode == "describe":
         return answers.describe(facts)
-    return answers.answer(question, facts, advise=not known.own_kind)
+    return answers.answer(question, facts, advise=not known.own_kind, instead=instead)
 
 
 def check(turn: Turn, backend: Backend, encoding, plan: Route, slot: ImageSlot) -> Iterator[str]:

@@ -3,7 +3,8 @@
 `intent(question)` (router.py: plain word rules) says which fact answers a question. `answer(question,
 facts)` answers each part of a message ("what is this and what colour is it?") from that fact, hedged by
 the classifier's probabilities (SURE / MAYBE bands, families merged: "Probably a cat (90 % sure), perhaps a
-tabby cat."), and says "I can't answer that offline; the BLIP-2 backend can." when no fact answers it.
+tabby cat."), and says "I can't answer that offline." when no fact answers it (naming the backend that can,
+when the caller knows one: `instead`).
 Retake advice comes only from the measured light, sharpness and cut-off text, never because the
 classifier is unsure, and only when it helps: no light advice once text or a code was read, or when the
 text is light on a dark ground (a lit screen); it names the one thing to change. This module keeps what
@@ -40,9 +41,9 @@ from vqa_chat.photo.wording import number as _number
 from vqa_chat.photo.wording import quoted as _quoted
 from vqa_chat.photo.wording import verbatim
 
-__all__ = ["INTENTS", "answer", "describe", "intent", "retake_advice"]
+__all__ = ["INTENTS", "answer", "describe", "intent", "retake_advice", "unknown_answer"]
 
-UNKNOWN_ANSWER = "I can't answer that offline; the BLIP-2 backend can."
+UNKNOWN_ANSWER = "I can't answer that offline."
 SURE = 0.6  # the most likely thing (or family) at least this probable: "Probably a lion (85 % sure)."
 MAYBE = 0.25  # at least this probable: "It might be a lion or a tiger."; below: "I can't tell what this is."
 SECOND = 0.05  # the second guess is named only when at least this probable
@@ -276,23 +277,29 @@ ANSWERS = {
     "price": lambda text, facts: price_answer(facts),
     "time": lambda text, facts: time_answer(facts),
     "presence": presence_answer,
-    "unknown": lambda text, facts: UNKNOWN_ANSWER,
 }
 
 
-def answer(question: str, facts: PhotoFacts, advise: bool = True) -> str:
+def unknown_answer(instead: str | None = None) -> str:
+    """No fact answers it: "I can't answer that offline; the BLIP-2 backend can." (`instead`: the label of a
+    backend that answers about any photo, from the registry; None: no such backend to name)."""
+    return f"{UNKNOWN_ANSWER[:-1]}; the {instead} backend can." if instead else UNKNOWN_ANSWER
+
+
+def answer(question: str, facts: PhotoFacts, advise: bool = True, instead: str | None = None) -> str:
     """Each part of the question answered from the facts it asks about, then retake advice when the light,
-    sharpness or cut-off text matter to those answers (`advise=False`: not a photo, e.g. a drawing)."""
+    sharpness or cut-off text matter to those answers (`advise=False`: not a photo, e.g. a drawing); a part no
+    fact answers names the backend that can (`instead`, see `unknown_answer`)."""
     said, kinds = [], set()
     for text in (normalise(p) for p in parts(question)):
         if not text:
             continue
         name = route(text)
-        reply = ANSWERS[name](text, facts)
+        reply = unknown_answer(instead) if name == "unknown" else ANSWERS[name](text, facts)
         if reply not in said:
             said.append(reply)
         kinds.update(ADVICE_FOR.get(name, ()))
     advice = _advice(facts, tuple(sorted(kinds))) if advise else None
     if advice and not any(advice in reply or "Try again" in reply for reply in said):  # Describe, light,
         said.append(advice)  # quality give their own
-    return " ".join(said) or UNKNOWN_ANSWER
+    return " ".join(said) or unknown_answer(instead)
