@@ -30,6 +30,7 @@ from vqa_chat.backends.base import (
 from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
 from vqa_chat.engine.kv import PrefixCache
+from vqa_chat.engine.padding import left_pad
 from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
@@ -212,7 +213,7 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
             pairs = [self._prompt_embeds(im[None], p) for im, p in zip(image_embeds, prompts, strict=True)]
         for embeds, _ in pairs:
             self._fit(embeds.shape[0], settings)
-        embeds, mask = generation.left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]
+        embeds, mask = left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]
         return generation.generate_batch(
             self.model.language_model, self.tokenizer, embeds, mask, settings, [ids for _, ids in pairs]
         )
