@@ -204,13 +204,15 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
             self.scheduler, lm, self.tokenizer, inputs, settings, stop, state, log
         )
 
-    def generate_batch(
-        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    def encode_batch(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        return list(self.encode_images(images).split(1))  # [B, Q, D] -> B x [1, Q, D]
+
+    def generate_encoded(
+        self, encodings: list[torch.Tensor], prompts: list[str], settings: GenerationSettings
     ) -> list[str]:
-        """Answers for (image, prompt) pairs in one batch: one vision pass, one left-padded `generate`."""
-        image_embeds = self.encode_images(images)  # [B, Q, D]
+        """Answers for (image tokens [1, Q, D], prompt) pairs in one left-padded `generate`."""
         with torch.no_grad():
-            pairs = [self._prompt_embeds(im[None], p) for im, p in zip(image_embeds, prompts, strict=True)]
+            pairs = [self._prompt_embeds(e, p) for e, p in zip(encodings, prompts, strict=True)]
         for embeds, _ in pairs:
             self._fit(embeds.shape[0], settings)
         embeds, mask = left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]

@@ -226,11 +226,14 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
             _, image, _ = self.model.read_prompts(image_embeds.to(self.model.device), [prompt])
         return self.model.answer_head.top_k(image, k)
 
-    def generate_batch(
-        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    @torch.no_grad()
+    def encode_batch(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        return list(self.model.vision.encode(images).split(1))  # [B, N, C] -> B x [1, N, C]
+
+    def generate_encoded(
+        self, encodings: list[torch.Tensor], prompts: list[str], settings: GenerationSettings
     ) -> list[str]:
-        with torch.no_grad():
-            patches = self.model.vision.encode(images)  # [B, N, C]
+        patches = torch.cat([p.to(self.model.device) for p in encodings])  # [B, N, C]
         embeds, mask, ids = self.inputs(patches, prompts)
         return generation.generate_batch(self.model.lm, self.tokenizer, embeds, mask, settings, ids)
 
