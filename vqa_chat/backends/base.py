@@ -111,6 +111,11 @@ class Backend(ABC, Generic[Encoding, State]):
     def count_tokens(self, text: str) -> int:
         """Number of LM tokens `text` takes as a prompt (used to fit the conversation in context)."""
 
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """`count_tokens` of each text (fitting a conversation in context counts several prompts at once);
+        backends whose count is a round trip (vLLM) send them together."""
+        return [self.count_tokens(text) for text in texts]
+
     @abstractmethod
     def stream(
         self,
