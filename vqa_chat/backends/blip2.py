@@ -89,7 +89,7 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
         Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline), or
         (memory.NotEnoughMemory) before loading anything when they would not fit in the free memory.
         """
-        model_id = options.model or settings.read().blip2_model or DEFAULT_MODEL
+        model_id = settings.user_path(options.model or settings.read().blip2_model) or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         _check_source(model_id)
         # refuse a model that would not fit before any weight is allocated (the OOM killer ends every chat)

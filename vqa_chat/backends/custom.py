@@ -52,7 +52,6 @@ from vqa_chat.model.vision_language_model import VisionLanguageModel
 from vqa_chat.prompts import load_prompt
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
-MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
 
 
 class RecentImageTokens:
@@ -134,7 +133,7 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
 
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
-        model_id = options.model or settings.read().custom_model or DEFAULT_MODEL
+        model_id = settings.user_path(options.model or settings.read().custom_model) or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")

@@ -30,6 +30,7 @@ from vqa_chat.engine.types import BackendOptions, GenerationSettings
 from vqa_chat.eval.failures import failures_markdown, summary_table
 from vqa_chat.eval.vqa_metric import evaluate
 from vqa_chat.prompts import load_prompt
+from vqa_chat.settings import user_path
 
 
 def greedy_settings(max_new_tokens: int = 10) -> GenerationSettings:
@@ -214,8 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the path options: `~` expanded (the shell leaves `--report=~/x` alone)
+PATHS = ["model", "data_dir", "results", "report", "failures", "questions", "annotations", "image_dir",
+         "out_dir"]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    for name in PATHS:
+        if getattr(args, name, None):
+            setattr(args, name, user_path(getattr(args, name)))
     args.func(args)
 
 
