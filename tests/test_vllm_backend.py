@@ -59,10 +59,10 @@ def test_token_counts_are_sent_together(backend, server):
     assert backend.count_tokens("abcd") == 3
 
 
-def test_a_long_conversation_is_fitted_with_concurrent_counts(backend, server, picture, monkeypatch):
+def test_a_long_conversation_is_fitted_with_concurrent_counts(backend, server, picture, install, monkeypatch):
     """The session fits its prompt with count_tokens_batch: once the whole conversation no longer fits, the
     shorter prompts are counted in one batch (their calls overlap), not one call after another."""
-    monkeypatch.setitem(backends._loaded, "vllm", backend)  # undone after the test
+    install(vllm=backend)
     monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
     monkeypatch.setattr(backend, "context_length", 32 + 8 + 24)  # image, answer, 24 words of prompt
     server.tokenize_delay = 0.05
