@@ -16,6 +16,7 @@ from vqa_chat import settings
 from vqa_chat.backends import REGISTRY, configure, get_backend
 from vqa_chat.chat import privacy
 from vqa_chat.engine.types import BackendOptions
+from vqa_chat.settings import Settings
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs
 
 
@@ -27,17 +28,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--backend",
         choices=sorted(REGISTRY),
-        default=env.backend or app.backend,
-        help=f"backend selected when a page opens (default: $VQA_CHAT_BACKEND or {app.backend})",
+        default=app.backend,
+        help=f"backend selected when a page opens (default: $VQA_CHAT_BACKEND or {Settings.backend})",
     )
     p.add_argument("--concurrency", type=int, default=app.concurrency, help="answers generated at once")
     p.add_argument("--max-queue", type=int, default=app.max_queue, help="requests allowed to wait")
     p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: CUDA when present)")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"])
-    p.add_argument("--blip2-model", help="hub id or folder (default: $VQA_CHAT_BLIP2_MODEL or the 2.7b)")
+    p.add_argument("--blip2-model", type=settings.user_path,
+                   help="hub id or folder (default: $VQA_CHAT_BLIP2_MODEL or the 2.7b)")
     p.add_argument("--blip2-quantize", default=None, choices=["8bit", "4bit", "int8"],
                    help="8bit/4bit: bitsandbytes, GPU only; int8: dynamic quantization of the LM, CPU only")
-    p.add_argument("--custom-model", default=None, help="custom model folder (default: bundled)")
+    p.add_argument("--custom-model", default=None, type=settings.user_path,
+                   help="custom model folder (default: $VQA_CHAT_CUSTOM_MODEL or the bundled one)")
     p.add_argument("--custom-quantize", default=None, choices=["int8"], help="int8 LM on the CPU")
     p.add_argument("--vllm-url", default=None, help="vLLM server (default: $VQA_CHAT_VLLM_URL or :8000/v1)")
     p.add_argument("--custom-image-tokens", default=opts.image_tokens, choices=["question", "first"],
@@ -61,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(default: $VQA_CHAT_MAX_SESSIONS or 2000)")
     p.add_argument("--no-preload", action="store_true",
                    help="load the default backend on its first question instead of at start")
-    p.add_argument("--log-dir", default=None,
+    p.add_argument("--log-dir", default=None, type=settings.user_path,
                    help="log questions, answers and metadata-free images here (JSONL); default: none")
     return p.parse_args(argv)
 

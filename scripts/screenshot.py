@@ -25,6 +25,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vqa_chat import settings  # noqa: E402
 from vqa_chat.chat import privacy  # noqa: E402
 from vqa_chat.ports import free_port  # noqa: E402
 from vqa_chat.ui.page import AppConfig, build_app, launch_kwargs  # noqa: E402
@@ -117,13 +118,15 @@ def shoot(url: str, args, browser_dir: str) -> None:
 
 
 def main() -> None:
+    env = settings.read()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="custom", help="the backend selected (when the app starts here)")
+    p.add_argument("--backend", default=env.backend,
+                   help="the backend selected when the app starts here (default: $VQA_CHAT_BACKEND, custom)")
     p.add_argument("--url", help="drive the app running at this URL instead of starting one here")
-    p.add_argument("--image", help=f"default: {PHOTO[0]} ({DRAWN[0]} with --heatmap)")
+    p.add_argument("--image", type=settings.user_path, help=f"default: {PHOTO[0]} ({DRAWN[0]}: --heatmap)")
     p.add_argument("--questions", nargs="+", help="asked in turn (default: about the cat, or the triangle)")
-    p.add_argument("--out", default="assets/screenshot.png")
-    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--out", default="assets/screenshot.png", type=settings.user_path)
+    p.add_argument("--chromium", default=env.chromium, help="default: $VQA_CHAT_CHROMIUM, /usr/bin/chromium")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for each answer")
     p.add_argument("--heatmap", action="store_true", help="show where the model looked; shoot that part")
     p.add_argument("--transcript", action="store_true", help="print the questions and answers as shown")

@@ -1,6 +1,7 @@
 """A small HTTP server that speaks the part of vLLM's OpenAI-compatible API the vllm backend uses.
 
-Real sockets on 127.0.0.1, real HTTP, real server-sent events: `GET /v1/models`, `POST /tokenize`, and
+Real sockets on 127.0.0.1, real HTTP, real server-sent events: `GET /v1/models`, `POST /tokenize` (each
+prompt recorded, how many were answered at once too), and
 `POST /v1/chat/completions` with `"stream": true`. Its "model" answers `<color of the image> <number of
 questions in the prompt>` word by word, so a test can tell which image and which conversation an answer
 came from. A last question containing "busy" gets a 503, "crash" an error event after two words, "long"
@@ -54,6 +55,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/tokenize":
+            with self.server.lock:
+                self.server.tokenized.append(body["prompt"])
+                self.server.tokenizing += 1
+                self.server.most_tokenizing = max(self.server.most_tokenizing, self.server.tokenizing)
+            time.sleep(self.server.tokenize_delay)
+            with self.server.lock:
+                self.server.tokenizing -= 1
             self._json(200, {"count": len(body["prompt"].split()) + 1, "max_model_len": 2048, "tokens": []})
         elif self.path == "/v1/chat/completions":
             self.server.requests.append(body)
@@ -106,6 +114,10 @@ class FakeVLLM(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.disconnects = 0
         self.delay = delay
+        self.tokenized: list[str] = []  # every /tokenize prompt, in arrival order
+        self.tokenize_delay = 0.0  # seconds each /tokenize takes
+        self.tokenizing = self.most_tokenizing = 0  # /tokenize calls being answered now, and the most at once
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 

@@ -19,7 +19,7 @@ from vqa_chat.chat.conversation import format_prompt
 from vqa_chat.chat.images import load_image
 from vqa_chat.chat.session import ChatSession
 from vqa_chat.engine.types import BackendOptions, GenerationSettings
-from vqa_chat.eval.evaluate import out_of_domain
+from vqa_chat.eval.evaluate import answer_questions
 from vqa_chat.photo.facts import photo_facts
 
 
@@ -133,7 +133,7 @@ def test_the_cli_and_evaluate_make_the_same_decision(picture, install, capsys):
     questions = ("what shape?", "how many cats?", "what shape now?")
     records = [{"image": picture, "question": q} for q in questions]
     picky.checks = []
-    assert out_of_domain(picky, records, progress=False) == [False, True, False]
+    assert answer_questions(picky, records, progress=False)[1] == [False, True, False]  # (answers, flags)
     assert picky.checks == ["picture", "question"] * 3  # once per question
     assert picky.encoded == 2  # the CLI's picture, then evaluate's: each picture encoded once
 

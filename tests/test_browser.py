@@ -10,7 +10,6 @@ installs Chromium (apt) and axe-core (npm, into .venv/node).
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import closing
 from dataclasses import replace
@@ -20,7 +19,7 @@ import pytest
 from fakes import qr_photo
 from PIL import Image
 
-from vqa_chat import backends
+from vqa_chat import backends, settings
 from vqa_chat.backends.blip2 import Blip2Backend
 from vqa_chat.backends.custom import CustomBackend
 from vqa_chat.engine.types import BackendOptions
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("VQA_CHAT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = settings.read().chromium  # $VQA_CHAT_CHROMIUM or Debian's
 AXE = REPO / ".venv" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = REPO / "screenshots"
 FLAGS = [

@@ -52,7 +52,8 @@ def test_plain_cli_answer_equals_transformers(tiny_blip2_dir, image_path, capsys
 
 
 def test_default_cli_answer_is_deterministic(tiny_blip2_dir, image_path, capsys):
-    argv = ["--model", str(tiny_blip2_dir), "--image", str(image_path), "--question", "how many dogs?"]
+    argv = ["--backend", "blip2", "--model", str(tiny_blip2_dir), "--image", str(image_path)]
+    argv += ["--question", "how many dogs?"]
     answers = []
     for _ in range(2):
         assert cli.main([*argv, "--max-new-tokens", "8"]) == 0

@@ -18,6 +18,10 @@ def words(text: str) -> int:  # a stand-in tokenizer: one token per word
     return len(text.split())
 
 
+def counts(texts: list[str]) -> list[int]:  # Backend.count_tokens_batch with that tokenizer
+    return [words(t) for t in texts]
+
+
 def chat(*pairs: tuple[str, str]) -> Conversation:
     conv = Conversation()
     for q, a in pairs:
@@ -26,7 +30,7 @@ def chat(*pairs: tuple[str, str]) -> Conversation:
 
 
 def test_single_question_is_exactly_blip2_zero_shot_format():
-    prompt, dropped = Conversation().build_prompt("What is this?", words, budget=100)
+    prompt, dropped = Conversation().build_prompt("What is this?", counts, budget=100)
     assert prompt == "Question: What is this? Answer:"
     assert dropped == 0
 
@@ -38,14 +42,14 @@ def test_templates_come_from_prompts_folder():
 
 def test_follow_ups_carry_earlier_turns():
     conv = chat(("q1", "a1"), ("q2", "a2"))
-    prompt, dropped = conv.build_prompt("q3", words, budget=100)
+    prompt, dropped = conv.build_prompt("q3", counts, budget=100)
     assert prompt == "Question: q1 Answer: a1 Question: q2 Answer: a2 Question: q3 Answer:"
     assert dropped == 0
 
 
 def test_turns_without_answer_are_left_out():
     conv = chat(("q1", "a1"), ("q2", "  "))
-    prompt, _ = conv.build_prompt("q3", words, budget=100)
+    prompt, _ = conv.build_prompt("q3", counts, budget=100)
     assert prompt == "Question: q1 Answer: a1 Question: q3 Answer:"
 
 
@@ -55,17 +59,32 @@ def test_user_text_with_braces_is_not_a_template():
 
 def test_truncation_drops_oldest_turns_to_fit():
     conv = chat(("q1", "a1"), ("q2", "a2"), ("q3", "a3"))
-    full, _ = conv.build_prompt("q4", words, budget=100)
+    full, _ = conv.build_prompt("q4", counts, budget=100)
     assert words(full) == 3 * 4 + 3
     # one token short of the full prompt: the oldest turn (4 words) goes
-    prompt, dropped = conv.build_prompt("q4", words, budget=words(full) - 1)
+    prompt, dropped = conv.build_prompt("q4", counts, budget=words(full) - 1)
     assert dropped == 1
     assert prompt == "Question: q2 Answer: a2 Question: q3 Answer: a3 Question: q4 Answer:"
     # exactly at the limit nothing is dropped
-    assert conv.build_prompt("q4", words, budget=words(full)) == (full, 0)
+    assert conv.build_prompt("q4", counts, budget=words(full)) == (full, 0)
     # room for the question alone
-    assert conv.build_prompt("q4", words, budget=3) == ("Question: q4 Answer:", 3)
+    assert conv.build_prompt("q4", counts, budget=3) == ("Question: q4 Answer:", 3)
     assert len(conv.turns) == 3  # truncation only shortens the prompt, never the history
+
+
+def test_prompts_are_counted_whole_first_then_the_shorter_ones_together():
+    conv = chat(("q1", "a1"), ("q2", "a2"), ("q3", "a3"))
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return counts(texts)
+
+    full, _ = conv.build_prompt("q4", counting, budget=100)
+    assert calls == [1]  # it fits: one count
+    calls.clear()
+    assert conv.build_prompt("q4", counting, budget=words(full) - 5)[1] == 2
+    assert calls == [1, 3]  # the whole prompt, then the three shorter ones in one call
 
 
 def test_budget_follows_context_minus_image_and_new_tokens():
@@ -73,25 +92,25 @@ def test_budget_follows_context_minus_image_and_new_tokens():
     context_length, image_tokens, max_new_tokens = 28, 4, 10
     budget = context_length - image_tokens - max_new_tokens  # 14 words: 2 past turns (4 words each) + 3
     conv = chat(("q1", "a1"), ("q2", "a2"), ("q3", "a3"), ("q4", "a4"))
-    prompt, dropped = conv.build_prompt("q5", words, budget)
+    prompt, dropped = conv.build_prompt("q5", counts, budget)
     assert words(prompt) <= budget and dropped == 2
     assert prompt.startswith("Question: q3 Answer: a3")
 
 
 def test_question_too_long_for_the_context_is_refused():
     with pytest.raises(ConversationError, match="too long"):
-        chat(("q1", "a1")).build_prompt("a long question here", words, budget=3)
+        chat(("q1", "a1")).build_prompt("a long question here", counts, budget=3)
     with pytest.raises(ConversationError):
-        Conversation().build_prompt("q", words, budget=0)
+        Conversation().build_prompt("q", counts, budget=0)
 
 
 def test_new_image_starts_a_segment():
     conv = chat(("q1", "a1"), ("q2", "a2"))
     assert conv.new_segment() == 2
-    prompt, dropped = conv.build_prompt("q3", words, budget=100)
+    prompt, dropped = conv.build_prompt("q3", counts, budget=100)
     assert prompt == "Question: q3 Answer:" and dropped == 0  # earlier image's turns are not used
     conv.add_turn("q3", "custom").answer = "a3"
-    prompt, _ = conv.build_prompt("q4", words, budget=100)
+    prompt, _ = conv.build_prompt("q4", counts, budget=100)
     assert prompt == "Question: q3 Answer: a3 Question: q4 Answer:"
     assert [t.segment for t in conv.turns] == [0, 0, 1]
     assert [{k: h[k] for k in ("question", "answer", "backend")} for h in conv.history()] == [

@@ -11,21 +11,30 @@ import torch
 from PIL import Image
 
 from vqa_chat.backends import Backend
+from vqa_chat.backends.custom import CustomBackend
+from vqa_chat.chat.images import load_image
 from vqa_chat.data.datasets import load_easy_vqa, write_official
-from vqa_chat.eval.evaluate import main, score_records
+from vqa_chat.engine import generation
+from vqa_chat.engine.types import BackendOptions
+from vqa_chat.eval.evaluate import greedy_settings, main, score_records
 from vqa_chat.eval.failures import failures_markdown
+from vqa_chat.model.domain import Domain, words
+from vqa_chat.prompts import load_prompt
 
 
 class ScriptedBackend(Backend):
-    """Answers from a fixed list, in order; records every batch it is given."""
+    """Answers from a fixed list, in order; records every batch it is given and every picture it encodes."""
 
     name = "custom"
 
     def __init__(self, answers: list[str]):
         self.answers = list(answers)
         self.batches: list[tuple[int, list[str]]] = []
+        self.encoded: list[Image.Image] = []
 
     def encode_image(self, image):
+        assert image.mode == "RGB"
+        self.encoded.append(image)
         return torch.zeros(1, 1, 1)
 
     def count_tokens(self, text):
@@ -34,10 +43,10 @@ class ScriptedBackend(Backend):
     def stream(self, image_embeds, prompt, settings, stop=None):
         yield self.answers.pop(0)
 
-    def generate_batch(self, images, prompts, settings):
+    def generate_encoded(self, encodings, prompts, settings):
         assert not settings.do_sample and settings.num_beams == 1  # greedy
-        assert all(im.mode == "RGB" for im in images)
-        self.batches.append((len(images), prompts))
+        assert len(encodings) == len(prompts)
+        self.batches.append((len(prompts), prompts))
         return [" " + self.answers.pop(0) + "\n" for _ in prompts]
 
 
@@ -64,6 +73,7 @@ def test_run_easy_vqa(tmp_path, registry, easy_records, capsys):
           "--batch-size", "4", "--no-progress", "--results", str(out / "results.json"),
           "--report", str(out / "report.json"), "--failures", str(out / "failures.md")])  # fmt: skip
     assert [n for n, _ in fake.batches] == [4, 4, 2]
+    assert len(fake.encoded) == len({r["image"] for r in easy_records})  # each picture once
     assert fake.batches[0][1][0] == f"Question: {easy_records[0]['question']} Answer:"
     results = json.loads((out / "results.json").read_text())
     assert [r["question_id"] for r in results] == [r["question_id"] for r in easy_records]
@@ -172,3 +182,52 @@ def test_run_without_ground_truth_writes_results_only(tmp_path, registry, capsys
           "--report", str(tmp_path / "report.json")])  # fmt: skip
     assert json.loads((tmp_path / "r.json").read_text()) == [{"question_id": 7000, "answer": "because"}]
     assert not (tmp_path / "report.json").exists() and "nothing to score" in capsys.readouterr().out
+
+
+def run_as_before(backend: CustomBackend, records, batch_size: int, settings) -> list[str]:
+    """The evaluate run's answers as they were computed before each picture was encoded once: every batch's
+    pictures loaded and encoded again (the custom backend's old `generate_batch`), then the domain check,
+    which loaded and encoded each picture once more (one `Backend.knows` per question)."""
+    template = load_prompt("question")
+    answers = []
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        patches = backend.model.vision.encode([load_image(r["image"]) for r in batch])  # [B, N, C]
+        embeds, mask, ids = backend.inputs(patches, [template.format(question=r["question"]) for r in batch])
+        replies = generation.generate_batch(backend.model.lm, backend.tokenizer, embeds, mask, settings, ids)
+        answers += [a.strip() for a in replies]
+    for path in dict.fromkeys(r["image"] for r in records):
+        image = load_image(path)
+        embeds = backend.encode_image(image)
+        for i, r in enumerate(records):
+            if r["image"] == path and not backend.knows(embeds, image, r["question"]).model_answers:
+                answers[i] = "(out of domain)"
+    return answers
+
+
+def test_run_outputs_are_those_of_before(tmp_path, registry, easy_records, tiny_vlm):
+    """A real (tiny) custom model with a domain that leaves some pictures and questions out: the results
+    file is byte for byte what encoding every picture again for every question and for the domain check
+    gave, and the report is the same."""
+    records = load_easy_vqa("test")[:23]  # questions about 3 pictures; batches of 5 cut across them
+    backend = CustomBackend(tiny_vlm(), options=BackendOptions(engine="generate"))
+    paths = list(dict.fromkeys(r["image"] for r in records))
+    pooled = torch.cat([backend.encode_image(load_image(p)).mean(1) for p in paths])  # [3, C]
+    distances = ((pooled - pooled.mean(0)) / pooled.std(0)).pow(2).mean(-1)
+    vocabulary = sorted({w for r in records[::2] for w in words(r["question"])})  # odd questions may fall out
+    backend.model.domain = Domain(pooled.mean(0).tolist(), pooled.std(0).tolist(),
+                                  float(distances.max()) * 0.99, 0.0, vocabulary)  # fmt: skip
+    registry(custom=backend)
+    out = tmp_path / "out"
+    main(["run", "--backend", "custom", "--dataset", "easy-vqa", "--split", "test", "--limit", "23",
+          "--batch-size", "5", "--max-new-tokens", "4", "--no-progress",
+          "--results", str(out / "results.json"),
+          "--report", str(out / "report.json")])  # fmt: skip
+    answers = run_as_before(backend, records, 5, greedy_settings(4))
+    before = [{"question_id": r["question_id"], "answer": a} for r, a in zip(records, answers, strict=True)]
+    assert (out / "results.json").read_text() == json.dumps(before, indent=1) + "\n"
+    outside = answers.count("(out of domain)")
+    assert 0 < outside < len(records)  # the check decided both ways
+    report = json.loads((out / "report.json").read_text())
+    assert report["overall"] == score_records(records, answers)[0]["overall"]
+    assert report["meta"]["out_of_domain"] == outside

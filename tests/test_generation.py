@@ -128,10 +128,3 @@ def test_closing_the_stream_stops_the_worker(lm_and_tokenizer):
     next(stream)
     stream.close()  # e.g. the browser went away: generation must not run on to 200 tokens
     assert threading.active_count() == before
-
-
-def test_left_pad():
-    a, b = torch.ones(2, 4), torch.full((3, 4), 2.0)  # [T_i, D]
-    embeds, mask = generation.left_pad([a, b])
-    assert embeds.shape == (2, 3, 4) and mask.tolist() == [[0, 1, 1], [1, 1, 1]]
-    assert embeds[0, 0].abs().sum() == 0 and torch.equal(embeds[0, 1:], a) and torch.equal(embeds[1], b)

@@ -125,7 +125,8 @@ def test_cli_writes_the_heatmap(tiny_blip2_dir, tmp_path, install, capsys):
     install()  # the BLIP-2 the CLI loads goes with the test
     image, out = tmp_path / "photo.png", tmp_path / "heat.png"
     Image.new("RGB", (64, 48), (30, 160, 60)).save(image)
-    argv = ["--model", str(tiny_blip2_dir), "--image", str(image), "--question", "what?"]
+    argv = ["--backend", "blip2", "--model", str(tiny_blip2_dir), "--image", str(image)]
+    argv += ["--question", "what?"]
     argv += ["--heatmap", str(out)]
     assert cli.main([*argv, "--max-new-tokens", "3"]) == 0
     assert Image.open(out).size == (64, 48)

@@ -12,7 +12,7 @@ from fake_vllm import FakeVLLM
 from PIL import Image
 
 from vqa_chat.backends.base import ModelLoadError
-from vqa_chat.backends.vllm import VLLMBackend
+from vqa_chat.backends.vllm import TOKENIZE_IN_FLIGHT, VLLMBackend
 from vqa_chat.chat import session
 from vqa_chat.chat.notes import ChatError
 from vqa_chat.chat.session import ChatSession
@@ -44,6 +44,37 @@ def picture(tmp_path):
 def test_load_reads_the_model_card_and_tokenizes_on_the_server(backend):
     assert backend.model_id == "Salesforce/blip2-opt-2.7b" and backend.context_length == 2048
     assert backend.count_tokens("Question: what is it? Answer:") == 6  # the server's count: 5 words + BOS
+
+
+def test_token_counts_are_sent_together(backend, server):
+    """Fitting a long conversation counts several prompts: their /tokenize calls overlap (a few in flight),
+    each count is the server's, in order; a server without /tokenize gives the safe over-estimate."""
+    server.tokenize_delay = 0.2
+    texts = [" ".join(["word"] * n) for n in range(1, 9)]
+    assert backend.count_tokens_batch(texts) == [n + 1 for n in range(1, 9)]
+    assert sorted(server.tokenized) == sorted(texts)
+    assert 1 < server.most_tokenizing <= TOKENIZE_IN_FLIGHT
+    backend.root = backend.root + "/nothing-here"  # 404: no /tokenize
+    assert backend.count_tokens_batch(["abcd", "abcdefgh"]) == [3, 5]  # bytes / 2 + 1
+    assert backend.count_tokens("abcd") == 3
+
+
+def test_a_long_conversation_is_fitted_with_concurrent_counts(backend, server, picture, install, monkeypatch):
+    """The session fits its prompt with count_tokens_batch: once the whole conversation no longer fits, the
+    shorter prompts are counted in one batch (their calls overlap), not one call after another."""
+    install(vllm=backend)
+    monkeypatch.setattr(session, "UPDATE_INTERVAL", 0.0)
+    monkeypatch.setattr(backend, "context_length", 32 + 8 + 24)  # image, answer, 24 words of prompt
+    server.tokenize_delay = 0.05
+    chat, settings = ChatSession(), GenerationSettings(max_new_tokens=8)
+    list(chat.ask(picture((40, 40, 220), "blue.png"), "what colour is this picture?", "vllm", settings))
+    for i in range(5):
+        list(chat.ask(None, f"and what about question number {i}?", "vllm", settings))
+    last = server.requests[-1]["messages"][0]["content"][1]["text"]
+    assert last.count("Question:") == 2  # one past turn fits beside the question
+    assert server.most_tokenizing > 1
+    # per turn: the whole prompt; from the third turn on it does not fit, and the shorter ones follow together
+    assert len(server.tokenized) == 1 + 1 + (1 + 2) + (1 + 3) + (1 + 4) + (1 + 5)
 
 
 def test_unreachable_server_is_a_clear_load_error(server):

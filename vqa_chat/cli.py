@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vqa_chat import settings as env
 from vqa_chat.backends import REGISTRY, configure, get_backend
 from vqa_chat.chat.images import ImageError, load_image
 from vqa_chat.engine.types import BackendOptions, GenerationSettings
@@ -22,9 +23,10 @@ from vqa_chat.prompts import load_prompt
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_chat.cli", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", choices=sorted(REGISTRY), default="blip2", help="which model answers")
-    p.add_argument("--model", help="hub id or local folder (default: the backend's default)")
-    p.add_argument("--image", required=True, help="path of the image")
+    p.add_argument("--backend", choices=sorted(REGISTRY), default=env.read().backend,
+                   help=f"which model answers (default: $VQA_CHAT_BACKEND, else {env.Settings.backend})")
+    p.add_argument("--model", type=env.user_path, help="hub id or folder (default: the backend's default)")
+    p.add_argument("--image", required=True, type=env.user_path, help="path of the image")
     p.add_argument("--question", required=True, help="the question about the image")
     p.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     p.add_argument("--quantize", choices=["8bit", "4bit", "int8"],
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-beams", type=int, default=GenerationSettings.num_beams, help="1 = no beam search")
     p.add_argument("--device", help='"cuda", "cuda:1" or "cpu" (default: CUDA when present)')
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 GPU, fp32 CPU")
-    p.add_argument("--heatmap", metavar="OUT.png", help="also save where the model looked")
+    p.add_argument("--heatmap", metavar="OUT.png", type=env.user_path, help="also save where it looked")
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="also print the K likeliest answers")
     return p
 

@@ -111,6 +111,11 @@ class Backend(ABC, Generic[Encoding, State]):
     def count_tokens(self, text: str) -> int:
         """Number of LM tokens `text` takes as a prompt (used to fit the conversation in context)."""
 
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """`count_tokens` of each text (fitting a conversation in context counts several prompts at once);
+        backends whose count is a round trip (vLLM) send them together."""
+        return [self.count_tokens(text) for text in texts]
+
     @abstractmethod
     def stream(
         self,
@@ -185,11 +190,23 @@ class Backend(ABC, Generic[Encoding, State]):
         """The whole answer at once (same text as joining `stream`; `log` as there)."""
         return "".join(self.stream(image_embeds, prompt, settings, log=log)).strip()
 
+    def encode_batch(self, images: list[Image.Image]) -> list[Encoding]:
+        """`encode_image` of each image (one vision pass for them all where the backend can batch it): an
+        image encoded once can then answer any number of prompts (`generate_encoded`)."""
+        return [self.encode_image(image) for image in images]
+
+    def generate_encoded(
+        self, encodings: list[Encoding], prompts: list[str], settings: GenerationSettings
+    ) -> list[str]:
+        """Answers for (encoding, prompt) pairs, the encodings from `encode_image` / `encode_batch` (the same
+        one may come several times); backends override this with real batching."""
+        return [self.generate(e, p, settings) for e, p in zip(encodings, prompts, strict=True)]
+
     def generate_batch(
         self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
     ) -> list[str]:
-        """Answer many (image, prompt) pairs; backends override this with real batching."""
-        return [self.generate(self.encode_image(im), p, settings) for im, p in zip(images, prompts)]
+        """Answer many (image, prompt) pairs: `encode_batch`, then `generate_encoded`."""
+        return self.generate_encoded(self.encode_batch(images), prompts, settings)
 
 
 @torch.no_grad()

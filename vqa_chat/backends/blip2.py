@@ -30,6 +30,7 @@ from vqa_chat.backends.base import (
 from vqa_chat.engine import build as engine_build
 from vqa_chat.engine import generation
 from vqa_chat.engine.kv import PrefixCache
+from vqa_chat.engine.padding import left_pad
 from vqa_chat.engine.types import BackendOptions, GenerationSettings, Inputs, TokenLog
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
@@ -88,7 +89,7 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
         Raises ModelLoadError with a readable message when the weights are not reachable (e.g. offline), or
         (memory.NotEnoughMemory) before loading anything when they would not fit in the free memory.
         """
-        model_id = options.model or settings.read().blip2_model or DEFAULT_MODEL
+        model_id = settings.user_path(options.model or settings.read().blip2_model) or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         _check_source(model_id)
         # refuse a model that would not fit before any weight is allocated (the OOM killer ends every chat)
@@ -203,16 +204,18 @@ class Blip2Backend(Backend[torch.Tensor, PrefixCache]):
             self.scheduler, lm, self.tokenizer, inputs, settings, stop, state, log
         )
 
-    def generate_batch(
-        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    def encode_batch(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        return list(self.encode_images(images).split(1))  # [B, Q, D] -> B x [1, Q, D]
+
+    def generate_encoded(
+        self, encodings: list[torch.Tensor], prompts: list[str], settings: GenerationSettings
     ) -> list[str]:
-        """Answers for (image, prompt) pairs in one batch: one vision pass, one left-padded `generate`."""
-        image_embeds = self.encode_images(images)  # [B, Q, D]
+        """Answers for (image tokens [1, Q, D], prompt) pairs in one left-padded `generate`."""
         with torch.no_grad():
-            pairs = [self._prompt_embeds(im[None], p) for im, p in zip(image_embeds, prompts, strict=True)]
+            pairs = [self._prompt_embeds(e, p) for e, p in zip(encodings, prompts, strict=True)]
         for embeds, _ in pairs:
             self._fit(embeds.shape[0], settings)
-        embeds, mask = generation.left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]
+        embeds, mask = left_pad([e for e, _ in pairs])  # [B, T, D], [B, T]
         return generation.generate_batch(
             self.model.language_model, self.tokenizer, embeds, mask, settings, [ids for _, ids in pairs]
         )

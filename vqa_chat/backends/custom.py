@@ -52,7 +52,6 @@ from vqa_chat.model.vision_language_model import VisionLanguageModel
 from vqa_chat.prompts import load_prompt
 
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "custom-model")
-MODEL_ENV = "VQA_CHAT_CUSTOM_MODEL"
 
 
 class RecentImageTokens:
@@ -134,7 +133,7 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
 
     @classmethod
     def load(cls, options: BackendOptions) -> CustomBackend:
-        model_id = options.model or settings.read().custom_model or DEFAULT_MODEL
+        model_id = settings.user_path(options.model or settings.read().custom_model) or DEFAULT_MODEL
         device, dtype = resolve_device(options)
         if not os.path.isdir(model_id) and model_id.startswith((".", "/", "~")):
             raise ModelLoadError(f"Could not load the custom model: the folder {model_id!r} does not exist.")
@@ -226,11 +225,14 @@ class CustomBackend(Backend[torch.Tensor, CustomState]):
             _, image, _ = self.model.read_prompts(image_embeds.to(self.model.device), [prompt])
         return self.model.answer_head.top_k(image, k)
 
-    def generate_batch(
-        self, images: list[Image.Image], prompts: list[str], settings: GenerationSettings
+    @torch.no_grad()
+    def encode_batch(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        return list(self.model.vision.encode(images).split(1))  # [B, N, C] -> B x [1, N, C]
+
+    def generate_encoded(
+        self, encodings: list[torch.Tensor], prompts: list[str], settings: GenerationSettings
     ) -> list[str]:
-        with torch.no_grad():
-            patches = self.model.vision.encode(images)  # [B, N, C]
+        patches = torch.cat([p.to(self.model.device) for p in encodings])  # [B, N, C]
         embeds, mask, ids = self.inputs(patches, prompts)
         return generation.generate_batch(self.model.lm, self.tokenizer, embeds, mask, settings, ids)
 

@@ -23,6 +23,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PIL import Image
@@ -31,8 +32,8 @@ from vqa_chat import settings
 from vqa_chat.backends.base import Backend, ModelLoadError
 from vqa_chat.engine.types import BackendOptions, BusyError, GenerationSettings
 
-URL_ENV, MODEL_ENV, KEY_ENV = "VQA_CHAT_VLLM_URL", "VQA_CHAT_VLLM_MODEL", "VQA_CHAT_VLLM_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
+TOKENIZE_IN_FLIGHT = 4  # /tokenize calls sent at once when counting several prompts (count_tokens_batch)
 BLIP2_QUERY_TOKENS = 32  # the image's share of the context (BLIP-2's query tokens)
 
 
@@ -104,14 +105,24 @@ class VLLMBackend(Backend[EncodedImage, None]):
         return EncodedImage("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
 
     def count_tokens(self, text: str) -> int:
-        """The server's count (vLLM's /tokenize, BOS included); a safe over-estimate if it has none."""
-        if self._can_tokenize:
+        return self.count_tokens_batch([text])[0]
+
+    def count_tokens_batch(self, texts: list[str]) -> list[int]:
+        """The server's counts (vLLM's /tokenize, BOS included), TOKENIZE_IN_FLIGHT calls at a time instead of
+        one after another; a safe over-estimate of each if the server cannot tokenize."""
+        if self._can_tokenize and texts:
             try:
-                body = {"model": self.model_id, "prompt": text}
-                return int(self._request("POST", self.root + "/tokenize", body, timeout=10)["count"])
+                if len(texts) == 1:
+                    return [self._tokenize(texts[0])]
+                with ThreadPoolExecutor(min(TOKENIZE_IN_FLIGHT, len(texts)), "vllm-tokenize") as pool:
+                    return list(pool.map(self._tokenize, texts))
             except Exception:
                 self._can_tokenize = False
-        return len(text.encode()) // 2 + 1
+        return [len(text.encode()) // 2 + 1 for text in texts]
+
+    def _tokenize(self, text: str) -> int:
+        body = {"model": self.model_id, "prompt": text}
+        return int(self._request("POST", self.root + "/tokenize", body, timeout=10)["count"])
 
     def request_body(self, image: EncodedImage, prompt: str, settings: GenerationSettings) -> dict:
         body = {

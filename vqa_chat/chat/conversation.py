@@ -99,17 +99,24 @@ class Conversation:
                 return turn
         return None
 
-    def build_prompt(self, question: str, count_tokens: Callable[[str], int], budget: int) -> tuple[str, int]:
+    def build_prompt(
+        self, question: str, count_tokens: Callable[[list[str]], list[int]], budget: int
+    ) -> tuple[str, int]:
         """The prompt for `question` after this segment's answered turns, fitted into `budget` tokens.
 
-        `budget` = context length - image tokens - max_new_tokens. Oldest turns are dropped until the prompt
-        fits; returns (prompt, number of turns dropped). Raises ConversationError if even the question alone
-        does not fit.
+        `budget` = context length - image tokens - max_new_tokens; `count_tokens` counts a list of texts at
+        once (Backend.count_tokens_batch). Oldest turns are dropped until the prompt fits; returns (prompt,
+        number of turns dropped). The whole prompt is counted first; only when it does not fit are the
+        shorter ones counted, all in one call. Raises ConversationError if even the question alone does not
+        fit.
         """
         past = [t for t in self.segment_turns() if t.answer.strip()]
-        for dropped in range(len(past) + 1):
-            prompt = format_prompt(past[dropped:], question)
-            if count_tokens(prompt) <= budget:
+        prompts = [format_prompt(past[dropped:], question) for dropped in range(len(past) + 1)]
+        counts = count_tokens(prompts[:1])
+        if counts[0] > budget and len(prompts) > 1:
+            counts += count_tokens(prompts[1:])
+        for dropped, (prompt, count) in enumerate(zip(prompts, counts)):
+            if count <= budget:
                 return prompt, dropped
         raise ConversationError(
             "That question is too long for this model's context. Please ask a shorter question, "

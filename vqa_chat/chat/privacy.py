@@ -32,6 +32,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from vqa_chat import settings
+
 log = logging.getLogger(__name__)
 
 _log_dir: Path | None = None
@@ -54,7 +56,7 @@ def temp_dir() -> Path:
 def keep_uploads_private() -> Path:
     """Make Gradio save uploads in `temp_dir()`. Call it before the page is built: Gradio reads
     $GRADIO_TEMP_DIR when it creates the components and when it launches."""
-    os.environ["GRADIO_TEMP_DIR"] = str(temp_dir())
+    settings.use_gradio_temp_dir(temp_dir())
     return temp_dir()
 
 
@@ -71,7 +73,7 @@ def exit_on_signals() -> None:
 
 def gradio_cache_dir() -> Path:
     """Where Gradio saves uploads ($GRADIO_TEMP_DIR, else <tmp>/gradio)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    return Path(settings.read().gradio_temp_dir or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
 def is_gradio_upload(path: str | os.PathLike) -> bool:
@@ -155,9 +157,10 @@ def release_upload(path: str) -> None:
 
 
 def configure_log(log_dir: str | os.PathLike | None) -> None:
-    """Turn logging of questions, answers and images on (a folder) or off (None, the default)."""
+    """Turn logging of questions, answers and images on (a folder; `~` is expanded) or off (None, the
+    default)."""
     global _log_dir
-    _log_dir = Path(log_dir) if log_dir else None
+    _log_dir = Path(log_dir).expanduser() if log_dir else None
     if _log_dir is not None:
         (_log_dir / "images").mkdir(parents=True, exist_ok=True)
 

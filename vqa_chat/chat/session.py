@@ -209,7 +209,7 @@ class ChatSession:
             raise self.fail(f"The {label(name)} model could not read the image: {short(e)}") from e
         budget = backend.context_length - backend.num_image_tokens - settings.max_new_tokens
         try:
-            prompt, dropped = self.conversation.build_prompt(question, backend.count_tokens, budget)
+            prompt, dropped = self.conversation.build_prompt(question, backend.count_tokens_batch, budget)
         except ConversationError as e:
             raise self.fail(str(e), question) from e
         if length_note:

@@ -10,14 +10,21 @@ import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
 from vqa_chat.chat import privacy
 from vqa_chat.chat.image_slot import ImageSlot
 
-THUMB_DIR = privacy.temp_dir()  # metadata-free copies of the images, shown in the chat; removed at exit
+THUMB_DIR: Path | None = None  # where the chat's pictures go; None: the private folder (`pictures_dir`)
 THUMB_SIDE = 384
+
+
+def pictures_dir() -> Path:
+    """THUMB_DIR, else the process's private folder for metadata-free copies of the images: made on first
+    use, not at import, and removed at exit (privacy.temp_dir)."""
+    return THUMB_DIR or privacy.temp_dir()
 
 
 @dataclass
@@ -32,17 +39,17 @@ class SessionFiles:
         held = privacy.hold_upload(source, image)
         if held is not None:
             self.uploads.append(held)
-        thumbnail = privacy.save_thumbnail(image, THUMB_DIR, THUMB_SIDE)
+        thumbnail = privacy.save_thumbnail(image, pictures_dir(), THUMB_SIDE)
         self.thumbnails.append(thumbnail)
         if self.slot is not None:
             self.slot.close()
-        self.slot = ImageSlot(image, THUMB_DIR)
+        self.slot = ImageSlot(image, pictures_dir())
         return thumbnail
 
     def keep_picture(self, picture: Image.Image, kind: str) -> str:
         """Save a picture the chat shows (e.g. kind "heatmap"); deleted with the session's other files."""
-        THUMB_DIR.mkdir(parents=True, exist_ok=True)
-        path = THUMB_DIR / f"{kind}-{uuid.uuid4().hex}.png"
+        path = pictures_dir() / f"{kind}-{uuid.uuid4().hex}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
         self.thumbnails.append(str(path))
         return str(path)

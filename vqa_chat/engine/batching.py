@@ -35,6 +35,7 @@ from vqa_chat.engine import allocator
 from vqa_chat.engine import kv as kvlib
 from vqa_chat.engine.decoding import Sampler, TextStream
 from vqa_chat.engine.generation import eos_ids, retry_min_new_tokens
+from vqa_chat.engine.padding import left_mask
 from vqa_chat.engine.prefill import prefill
 from vqa_chat.engine.request import DONE, Generation, Request
 from vqa_chat.engine.threads import SCHEDULER_THREAD, threads
@@ -214,9 +215,8 @@ class Scheduler:
         embed = self.lm.get_input_embeddings()
         tokens = torch.tensor([r.generated[-1] for r in rows], device=embed.weight.device)  # [B]
         x = embed(tokens)[:, None]  # [B, 1, D]
-        mask = torch.zeros(len(rows), L + 1, dtype=torch.long, device=x.device)  # [B, L + 1]
-        for i, r in enumerate(rows):
-            mask[i, L - r.n_real :] = 1  # its own positions and the new one; zeros on its padding
+        # each row's own positions and the new one; zeros on its padding
+        mask = left_mask([r.n_real + 1 for r in rows], L + 1, x.device)  # [B, L + 1]
         positions = torch.tensor([[r.n_real] for r in rows], device=x.device)  # [B, 1]
         out = self.decode_lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=self.cache,
                              use_cache=True)  # fmt: skip

@@ -235,18 +235,6 @@ def stream_answer(
     return stream_generate(model, tokenizer, embeds[None], mask, settings, stop, prompt_ids, log)
 
 
-def left_pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack embeddings of different lengths, each [T_i, D], into [B, T, D] padded on the left (with zeros)
-    and the matching attention mask [B, T] (0 on padding)."""
-    length = max(s.shape[0] for s in sequences)
-    embeds = sequences[0].new_zeros(len(sequences), length, sequences[0].shape[-1])  # [B, T, D]
-    mask = torch.zeros(len(sequences), length, dtype=torch.long, device=sequences[0].device)  # [B, T]
-    for i, s in enumerate(sequences):
-        embeds[i, length - s.shape[0] :] = s
-        mask[i, length - s.shape[0] :] = 1
-    return embeds, mask
-
-
 @on_gpu
 def generate_batch(
     model,
@@ -256,7 +244,7 @@ def generate_batch(
     settings: GenerationSettings,
     prompt_ids: list[list[int]] | None = None,
 ) -> list[str]:
-    """Answers for a left-padded batch `inputs_embeds` [B, T, D] / `attention_mask` [B, T] (see `left_pad`),
+    """Answers for a left-padded batch `inputs_embeds` [B, T, D] / `attention_mask` [B, T] (padding.left_pad),
     without streaming; same settings mapping (and empty-answer retry) as `stream_generate`."""
     kwargs = generate_kwargs(settings, tokenizer, prompt_ids)
     out = model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)  # [B, new]

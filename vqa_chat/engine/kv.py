@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicLayer
 
 from vqa_chat import settings
 from vqa_chat.budget import Budget
+from vqa_chat.engine.padding import pad_front
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, H, T, d]
 
@@ -81,25 +82,18 @@ def stack(parts: list[KV | None], lengths: list[int]) -> KV:
     """Left-pad caches of single rows (or batches) to the longest and stack them on the batch axis.
 
     `parts[i]` has `lengths[i]` columns (None: one row with none); the result has max(lengths) columns, zeros
-    in front of shorter ones. At least one part must be a cache.
+    in front of shorter ones (padding.pad_front). At least one part must be a cache.
     """
     total = max(lengths)
     like = next(part for part in parts if part)
     out = []
     for layer in range(len(like)):
-        keys, values = [], []
-        for part, n in zip(parts, lengths):
-            if part:
-                k, v = part[layer]  # [b, H, n, d]
-            else:  # a row with no columns yet
-                k = v = like[layer][0].new_zeros(1, like[layer][0].shape[1], 0, like[layer][0].shape[3])
-            pad = total - n
-            if pad:
-                k = torch.cat([k.new_zeros(*k.shape[:2], pad, k.shape[3]), k], dim=2)
-                v = torch.cat([v.new_zeros(*v.shape[:2], pad, v.shape[3]), v], dim=2)
-            keys.append(k)
-            values.append(v)
-        out.append((torch.cat(keys), torch.cat(values)))  # [B, H, total, d]
+        k0 = like[layer][0]  # [b, H, n, d]
+        empty = k0.new_zeros(1, k0.shape[1], 0, k0.shape[3])  # a row with no columns yet
+        pairs = [part[layer] if part else (empty, empty) for part in parts]
+        keys = torch.cat([pad_front(k, total, dim=2) for k, _ in pairs])  # [B, H, total, d]
+        values = torch.cat([pad_front(v, total, dim=2) for _, v in pairs])
+        out.append((keys, values))
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from vqa_chat.engine import kv as kvlib
+from vqa_chat.engine.padding import left_mask, left_pad
 
 
 def prefill(lm, inputs: list[torch.Tensor], cached: list[tuple[kvlib.KV | None, int]]):
@@ -25,15 +26,10 @@ def prefill(lm, inputs: list[torch.Tensor], cached: list[tuple[kvlib.KV | None, 
     n = [k for _, k in cached]
     s = [e.shape[0] - k for e, k in zip(inputs, n, strict=True)]
     N, S, B = max(n), max(s), len(inputs)
-    like = inputs[0]
-    x = like.new_zeros(B, S, like.shape[-1])  # [B, S, D]
-    mask = torch.zeros(B, N + S, dtype=torch.long, device=like.device)  # [B, N + S]
-    positions = torch.zeros(B, S, dtype=torch.long, device=like.device)  # [B, S]
-    for i, embeds in enumerate(inputs):
-        x[i, S - s[i] :] = embeds[n[i] :]
-        mask[i, N - n[i] : N] = 1
-        mask[i, N + S - s[i] :] = 1
-        positions[i, S - s[i] :] = torch.arange(n[i], n[i] + s[i], device=like.device)
+    device = inputs[0].device
+    x, new_mask = left_pad([e[k:] for e, k in zip(inputs, n, strict=True)], S)  # [B, S, D], [B, S]
+    mask = torch.cat([left_mask(n, N, device), new_mask], dim=1)  # [B, N + S]
+    positions, _ = left_pad([torch.arange(k, k + m, device=device) for k, m in zip(n, s, strict=True)], S)
     cache = kvlib.to_cache(kvlib.stack([kv for kv, _ in cached], n) if N else None)
     out = lm(inputs_embeds=x, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
              logits_to_keep=1)  # fmt: skip

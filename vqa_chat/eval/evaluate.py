@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
 from vqa_chat.backends import Backend, configure, get_backend
@@ -29,6 +30,7 @@ from vqa_chat.engine.types import BackendOptions, GenerationSettings
 from vqa_chat.eval.failures import failures_markdown, summary_table
 from vqa_chat.eval.vqa_metric import evaluate
 from vqa_chat.prompts import load_prompt
+from vqa_chat.settings import user_path
 
 
 def greedy_settings(max_new_tokens: int = 10) -> GenerationSettings:
@@ -42,35 +44,43 @@ def answer_questions(
     batch_size: int = 16,
     settings: GenerationSettings | None = None,
     progress: bool = True,
-) -> list[str]:
-    """The backend's answer to every record's question (prompts/question.txt), in order."""
+    domain_check: bool = True,
+) -> tuple[list[str], list[bool]]:
+    """The backend's answer to every record's question (prompts/question.txt), in order, and per record
+    whether its picture or question is outside what the model was trained on (the chat answers those from
+    the photo's facts, not the model: the one decision, `Backend.knows`, once per question; all False
+    without `domain_check`).
+
+    Each picture is read and encoded once (`Backend.encode_batch`, the new pictures of a batch together),
+    however many questions ask about it; its encoding serves the answers and the domain check alike and is
+    dropped after its last question. Batches are `batch_size` consecutive records, as `generate_batch` would
+    answer them.
+    """
     template = load_prompt("question")
     settings = settings or greedy_settings()
+    last_use = {r["image"]: i for i, r in enumerate(records)}
+    held: dict[str, tuple[Image.Image, object]] = {}  # path -> (picture, its encoding)
     answers: list[str] = []
+    flags: list[bool] = []
     with tqdm(total=len(records), desc="answering", unit="q", disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            images = [load_image(r["image"]) for r in batch]
+            new = list(dict.fromkeys(r["image"] for r in batch if r["image"] not in held))
+            pictures = [load_image(path) for path in new]
+            encodings = backend.encode_batch(pictures) if pictures else []
+            held.update(zip(new, zip(pictures, encodings, strict=True), strict=True))
+            rows = [held[r["image"]] for r in batch]
             prompts = [template.format(question=r["question"]) for r in batch]
-            answers += [a.strip() for a in backend.generate_batch(images, prompts, settings)]
+            replies = backend.generate_encoded([encoding for _, encoding in rows], prompts, settings)
+            answers += [a.strip() for a in replies]
+            for r, (picture, encoding) in zip(batch, rows, strict=True):
+                known = not domain_check or backend.knows(encoding, picture, r["question"]).model_answers
+                flags.append(not known)
+            for i, r in enumerate(batch, start):
+                if last_use[r["image"]] == i:
+                    del held[r["image"]]
             bar.update(len(batch))
-    return answers
-
-
-def out_of_domain(backend: Backend, records: Sequence[Mapping], progress: bool = True) -> list[bool]:
-    """Per record: is its picture or question outside what the model was trained on? The chat answers
-    those from the photo's facts, not the model (the one decision, `Backend.knows`, once per question);
-    each picture is read and encoded once."""
-    by_image: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_image.setdefault(r["image"], []).append(i)
-    flags = [False] * len(records)
-    for path, rows in tqdm(by_image.items(), desc="domain check", unit="image", disable=not progress):
-        image = load_image(path)
-        embeds = backend.encode_image(image)
-        for i in rows:
-            flags[i] = not backend.knows(embeds, image, records[i]["question"]).model_answers
-    return flags
+    return answers, flags
 
 
 def score_records(records: Sequence[Mapping], answers: Sequence[str]) -> tuple[dict, dict]:
@@ -113,12 +123,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     configure(args.backend, BackendOptions(model=args.model, device=args.device, dtype=args.dtype))
     backend = get_backend(args.backend)
     settings = greedy_settings(args.max_new_tokens)
-    answers = answer_questions(backend, records, args.batch_size, settings, progress=not args.no_progress)
-    outside = 0
-    if not args.no_domain_check:  # as in the chat: those are answered from photo facts, counted wrong here
-        flags = out_of_domain(backend, records, progress=not args.no_progress)
+    check = not args.no_domain_check  # as in the chat: those are answered from photo facts, counted wrong
+    progress = not args.no_progress
+    answers, flags = answer_questions(backend, records, args.batch_size, settings, progress, check)
+    outside = sum(flags)
+    if check:
         answers = ["(out of domain)" if out else a for a, out in zip(answers, flags, strict=True)]
-        outside = sum(flags)
         print(f"{outside} of {len(records)} questions are outside the model's domain (counted wrong)")
     results = {r["question_id"]: a for r, a in zip(records, answers, strict=True)}
     write_json(args.results, [{"question_id": qid, "answer": a} for qid, a in results.items()])
@@ -205,8 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the path options: `~` expanded (the shell leaves `--report=~/x` alone)
+PATHS = ["model", "data_dir", "results", "report", "failures", "questions", "annotations", "image_dir",
+         "out_dir"]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    for name in PATHS:
+        if getattr(args, name, None):
+            setattr(args, name, user_path(getattr(args, name)))
     args.func(args)
 
 

@@ -52,7 +52,7 @@ class VisionLanguageModel(nn.Module):
             self.lm = get_peft_model(self.lm, lora)
         self.domain: Domain | None = None  # what the model was trained on (domain.py), when fitted
         self.answer_head: AnswerHead | None = None  # top-k answers with probabilities, when exported
-        self.eval()  # inference by default (batch norm's running statistics, no dropout); train.py opts in
+        self.eval()  # inference by default (running batch-norm statistics, no dropout); train/loop.py opts in
 
     @property
     def device(self) -> torch.device:

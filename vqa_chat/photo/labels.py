@@ -17,7 +17,6 @@ from vqa_chat.model.efficientnet_lite import EfficientNetLite0, load_efficientne
 
 SIZE = 224  # the classifier's input: the short side resized to 224 px, then the centre 224 x 224
 ANIMALS = range(0, 398)  # ImageNet classes 0-397 are all animals
-PEOPLE = (981, 982, 983)  # baseball player, bridegroom, scuba diver: the only classes that are people
 RENAMED = {  # clean names that read badly aloud or repeat another class
     282: "tiger cat", 638: "leotard", 692: "packet", 744: "projectile", 789: "shoji screen",
     884: "vaulted ceiling", 998: "ear of grain",

@@ -20,12 +20,12 @@ cup's rim) costs the small quarter-turned pass (`python -m vqa_chat.bench.facts`
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from vqa_chat import settings
 from vqa_chat.photo.layout import reading_order, turn_box, unturn
 
 OCR_SIDE = 800  # the long side (px) the picture is scaled down to before detection
@@ -51,9 +51,7 @@ class Reading:
 @functools.cache
 def engine():
     """The RapidOCR engine, loaded once per process."""
-    # onnxruntime's telemetry writes a session file into the temp folder and a device id into ~/.cache at
-    # import: off, before it is first imported (offline and private: nothing of a user's run stays behind)
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    settings.keep_onnxruntime_offline()  # offline and private: nothing of a user's run stays behind
     from rapidocr_onnxruntime import RapidOCR  # imported here: only photo facts need it
 
     # text_score 0: every detected box comes back, so a pass that reads little can tell "no text" from

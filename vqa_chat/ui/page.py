@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class AppConfig:
-    backend: str = "custom"  # the Backend selected when a page opens
+    backend: str = field(default_factory=lambda: env.read().backend)  # the backend selected when a page opens
     concurrency: int = 16  # answers in progress at once, across sessions (decoded together as one batch)
     max_queue: int = 64  # requests waiting beyond that get a "queue is full" message
     examples_dir: str = str(ROOT / "assets" / "examples")
