@@ -24,9 +24,7 @@ from vqa_chat.photo.facts import Label, PhotoFacts
 from vqa_chat.photo.people_answers import people_answer
 from vqa_chat.photo.router import COLOUR_NAMES, INTENTS, intent, normalise, parts, route
 from vqa_chat.photo.text_answers import (
-    clear_lines as _clear_lines,
-)
-from vqa_chat.photo.text_answers import (
+    TEXT_CARRIERS,
     code_answer,
     code_sentences,
     date_answer,
@@ -34,6 +32,9 @@ from vqa_chat.photo.text_answers import (
     price_answer,
     read_text,
     time_answer,
+)
+from vqa_chat.photo.text_answers import (
+    clear_lines as _clear_lines,
 )
 from vqa_chat.photo.wording import a as _a
 from vqa_chat.photo.wording import join as _join
@@ -60,12 +61,6 @@ SYNONYMS = {"puppy": "dog", "doggy": "dog", "doggie": "dog", "kitten": "cat", "k
 ADVICE_FOR = {"identify": ("light", "blur", "cut"), "read": ("light", "blur", "cut"), "colour": ("light",),
               "people": ("light", "blur"), "code": ("light", "blur"), "presence": ("light", "blur"),
               "date": ("light", "blur", "cut"), "price": ("light", "blur", "cut"), "time": ("light", "blur")}
-TEXT_CARRIERS = {  # ImageNet labels of things that carry printed text: their label says more than the class
-    "beer bottle", "ring binder", "cardboard box / carton", "envelope", "lotion", "packet", "pill bottle",
-    "soda bottle", "sunscreen", "water bottle", "wine bottle", "website", "comic book", "crossword",
-    "traffic or street sign", "menu", "monitor", "CRT monitor", "mobile phone", "scoreboard", "digital clock",
-    "odometer", "milk can", "plastic bag", "dust jacket", "notebook computer", "library", "bookcase",
-    "bookstore"}
 
 
 def _pct(p: float) -> str:

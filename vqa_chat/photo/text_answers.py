@@ -22,6 +22,12 @@ PROSE = 25  # ... and so are two or more whose lines average this many character
 MOVES = {"top": "up", "bottom": "down", "left": "to the left", "right": "to the right"}
 OPPOSITE = ({"left", "right"}, {"top", "bottom"})
 WHERE_DATES_ARE = "Dates are often printed on the lid, the base or a seam: try another side."
+TEXT_CARRIERS = {  # ImageNet labels of things that carry printed text: their label says more than the class
+    "beer bottle", "ring binder", "cardboard box / carton", "envelope", "lotion", "packet", "pill bottle",
+    "soda bottle", "sunscreen", "water bottle", "wine bottle", "website", "comic book", "crossword",
+    "traffic or street sign", "menu", "monitor", "CRT monitor", "mobile phone", "scoreboard", "digital clock",
+    "odometer", "milk can", "plastic bag", "dust jacket", "notebook computer", "library", "bookcase",
+    "bookstore"}
 
 
 def clear(facts: PhotoFacts) -> list[TextLine]:
