@@ -86,6 +86,11 @@ class Known:
     def model_answers(self) -> bool:
         return self.picture and self.question
 
+    @property
+    def advise(self) -> bool:
+        """Retake advice may be given: a picture of the model's own kind (a drawing) is no photo to retake."""
+        return not self.own_kind
+
 
 class Backend(ABC, Generic[Encoding, State]):
     """A loaded model that answers prompts about images. One instance is shared by all sessions.

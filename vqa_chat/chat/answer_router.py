@@ -42,8 +42,7 @@ class Route:
 
     @property
     def advise(self) -> bool:
-        """Retake advice may be given: a picture of the model's own kind (a drawing) is no photo to retake."""
-        return not self.known.own_kind
+        return self.known.advise
 
 
 def route(
@@ -76,7 +75,7 @@ def from_facts(question: str, facts: PhotoFacts | None, known: Known, backend: s
         return f"I can't look at this photo offline right now{can}"
     if mode == "describe":
         return answers.describe(facts)
-    return answers.answer(question, facts, advise=not known.own_kind, instead=instead)
+    return answers.answer(question, facts, advise=known.advise, instead=instead)
 
 
 def check(turn: Turn, backend: Backend, encoding, plan: Route, slot: ImageSlot) -> Iterator[str]:
